@@ -1,0 +1,4 @@
+import type { Command } from "commander";
+
+// Filled in by the issue that owns this command group.
+export function registerRunCommand(_program: Command): void {}
