@@ -1,0 +1,57 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { ralphHome } from "../config/paths.js";
+
+export const ControllerAuthSchema = z.discriminatedUnion("method", [
+  z.object({ method: z.literal("password"), username: z.string().min(1), passwordFile: z.string().min(1) }),
+  z.object({ method: z.literal("cert"), certFile: z.string().min(1), keyFile: z.string().min(1) }),
+]);
+
+export const ControllerSchema = z.object({
+  /** e.g. https://127.0.0.1:1280 (the edge management API lives under it). */
+  url: z.url(),
+  /** PEM bundle that signs the controller's certificate. Always verified. */
+  caFile: z.string().min(1),
+  auth: ControllerAuthSchema,
+});
+
+export const DaemonConfigSchema = z.object({
+  /** The daemon's name; its control service is ralph-control-NAME. */
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, "lower-case letters, digits and dashes, at most 40"),
+  /** Enrolled Ziti identity file (JSON) the host tunneler uses. */
+  identityFile: z.string().min(1),
+  controller: ControllerSchema,
+  workspaceDir: z.string().min(1),
+  maxConcurrentLoops: z.number().int().min(1).max(64).default(4),
+  loopTimeLimitSeconds: z.number().int().min(60).default(24 * 3600),
+  /** KEY=VALUE lines passed to opencode (model API keys); never logged. */
+  envFile: z.string().optional(),
+  hostTunneler: z.enum(["ziti", "ziti-edge-tunnel"]).default("ziti"),
+});
+
+export type DaemonConfig = z.infer<typeof DaemonConfigSchema>;
+export type ControllerConfig = z.infer<typeof ControllerSchema>;
+
+export const defaultDaemonConfigPath = (): string => join(ralphHome(), "daemon", "config.json");
+
+export function loadDaemonConfig(path = defaultDaemonConfigPath()): DaemonConfig {
+  let raw: string;
+  try {
+    raw = readFileSync(path, "utf8");
+  } catch {
+    throw new Error(`no daemon config at ${path}: run 'ralph ziti up' for the local network, or pass --config FILE`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (err) {
+    throw new Error(`daemon config ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  const parsed = DaemonConfigSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`daemon config ${path}: ${issue?.path.join(".") || "(root)"}: ${issue?.message}`);
+  }
+  return parsed.data;
+}
