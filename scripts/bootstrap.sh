@@ -1,0 +1,26 @@
+# Sourced by the README's commands: installs everything the project needs
+# that is not already there. Safe to run again; each step is skipped when done.
+set -euo pipefail
+
+step() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 6; }
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+command -v node >/dev/null || die "Node.js 20 or newer is required: install it (e.g. 'apt-get install nodejs' from NodeSource, or nvm) and run this again"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || die "Node.js $(node --version) is too old: install Node.js 20 or newer"
+command -v git >/dev/null || die "git is required: install it (e.g. 'apt-get install git')"
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  step "Installing npm packages (npm ci; better-sqlite3 may compile, ~1 min)"
+  npm ci --no-audit --no-fund
+else
+  step "npm packages are installed"
+  npm run --silent build
+fi
+
+# The ziti binary: built once from the Go module proxy, cached per version.
+step "Checking the ziti binary (first build takes several minutes)"
+node dist/cli/ralph.js ziti install
