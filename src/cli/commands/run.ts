@@ -1,4 +1,104 @@
-import type { Command } from "commander";
+import { Command, InvalidArgumentError } from "commander";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { runLoop, type LoopResult } from "../../loop/engine.js";
+import type { LoopEvent, LoopStatus } from "../../loop/events.js";
+import { PrdError, loadPrd } from "../../prd/prd.js";
+import { CliError, ExitCode, type ExitCodeValue } from "../exit-codes.js";
+import { printJson, style } from "../output.js";
 
-// Filled in by the issue that owns this command group.
-export function registerRunCommand(_program: Command): void {}
+export const exitCodeForStatus = (status: LoopStatus): ExitCodeValue =>
+  ({ completed: ExitCode.Ok, exhausted: ExitCode.Exhausted, failed: ExitCode.Failed, stopped: ExitCode.Stopped })[status];
+
+export const positiveInt = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number of at least 1`);
+  return n;
+};
+
+const oneLine = (s: string): string => {
+  const first = s.split("\n").find((l) => l.trim()) ?? "";
+  return first.length > 80 ? first.slice(0, 77) + "..." : first;
+};
+
+/** One human line per event on a terminal. */
+export function describeEvent(e: LoopEvent): string | undefined {
+  switch (e.type) {
+    case "run.started":
+      return `${style.bold("ralph")} ${e.taskDir} on ${style.cyan(e.branch)}: ${e.passed}/${e.total} stories pass, up to ${e.maxIterations} iterations`;
+    case "opencode.started":
+      return style.dim(`opencode serving on ${e.url} (pid ${e.pid})`);
+    case "opencode.restarted":
+      return style.yellow(`opencode restarted: ${e.reason}`);
+    case "iteration.started":
+      return `${style.bold(`#${e.iteration}`)} ${e.storyId ? `${e.storyId} ${e.storyTitle ?? ""}` : "(no story left unblocked)"}`;
+    case "tool":
+      return e.status === "running" || e.status === "pending" ? undefined : style.dim(`   ${e.tool} ${e.status}${e.title ? `: ${oneLine(e.title)}` : ""}`);
+    case "iteration.ended": {
+      const colour = e.outcome === "progress" ? style.green : e.outcome === "no-progress" ? style.yellow : style.red;
+      return `   ${colour(e.outcome)} in ${(e.durationMs / 1000).toFixed(1)}s, ${e.passed}/${e.total} stories pass${e.error ? ` (${e.error})` : ""}`;
+    }
+    case "run.ended":
+      return undefined;
+  }
+}
+
+export function summary(r: LoopResult): string {
+  const colour = r.status === "completed" ? style.green : style.red;
+  return `${colour(r.status)}: ${r.passed}/${r.total} stories pass after ${r.iterations} iteration(s) in ${(r.durationMs / 1000).toFixed(1)}s${r.reason && r.status !== "completed" ? ` (${r.reason})` : ""}`;
+}
+
+export function registerRunCommand(program: Command): void {
+  program
+    .command("run")
+    .description("Run a Ralph loop locally on TASK_DIR/prd.json until every story passes")
+    .argument("<task-dir>", "directory holding prd.json (inside a git repository)")
+    .option("--max-iterations <n>", "iteration budget", positiveInt("--max-iterations"), 10)
+    .option("--model <provider/model>", "model for opencode (default: the repo's opencode config)")
+    .option("--iteration-timeout <seconds>", "time limit per iteration", positiveInt("--iteration-timeout"), 1800)
+    .option("--json", "print one JSON event per line")
+    .action(async (taskDirArg: string, o: { maxIterations: number; model?: string; iterationTimeout: number; json?: boolean }) => {
+      const taskDir = resolve(taskDirArg);
+      const prdFile = join(taskDir, "prd.json");
+      if (!existsSync(prdFile)) throw new CliError(`no prd.json in ${taskDir}: create one, or pass the directory that holds it`, ExitCode.InvalidInput);
+      try {
+        loadPrd(prdFile);
+      } catch (err) {
+        if (err instanceof PrdError) throw new CliError(err.message, ExitCode.InvalidInput);
+        throw err;
+      }
+      const stop = new AbortController();
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        // First signal: stop cleanly. Second: leave now (children are killed on exit).
+        if (++signals > 1) process.exit(ExitCode.Stopped);
+        if (!o.json) process.stderr.write(`\n${sig}: stopping the loop (again to force)\n`);
+        stop.abort();
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+      try {
+        const result = await runLoop({
+          taskDir,
+          maxIterations: o.maxIterations,
+          model: o.model,
+          iterationTimeoutMs: o.iterationTimeout * 1000,
+          signal: stop.signal,
+          onEvent: (e) => {
+            if (o.json) return printJson(e);
+            const line = describeEvent(e);
+            if (line) process.stdout.write(line + "\n");
+          },
+        });
+        if (!o.json) process.stdout.write(summary(result) + "\n");
+        process.exitCode = exitCodeForStatus(result.status);
+      } catch (err) {
+        if (err instanceof PrdError) throw new CliError(err.message, ExitCode.InvalidInput);
+        if (err instanceof Error && /uncommitted changes|not a valid git branch|not a git repository/.test(err.message)) throw new CliError(err.message, ExitCode.InvalidInput);
+        throw err;
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+    });
+}

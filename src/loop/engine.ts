@@ -1,0 +1,156 @@
+import { join, resolve } from "node:path";
+import { homeDir } from "../config/paths.js";
+import { allPass, loadPrd, nextStory, storyCounts } from "../prd/prd.js";
+import { startOpencodeServer, type OpencodeServer } from "../opencode/server.js";
+import { runTurn, type TurnResult } from "../opencode/session.js";
+import { sleep } from "../util/wait.js";
+import { stamp, type IterationOutcome, type LoopEvent, type LoopStatus } from "./events.js";
+import { ensureBranch, headCommit, repoRoot } from "./git.js";
+import { appendProgressRecord } from "./progress.js";
+import { buildPrompt, loadTemplate } from "./prompt.js";
+
+export interface LoopOptions {
+  /** Directory holding prd.json (and optionally prompt.md, progress.txt). */
+  taskDir: string;
+  /** The git repository; defaults to the one containing taskDir. */
+  repoDir?: string;
+  maxIterations: number;
+  /** "provider/model"; default: the repo's opencode config, else opencode's default. */
+  model?: string;
+  iterationTimeoutMs: number;
+  maxConsecutiveFailures?: number;
+  /** First retry waits this long, doubling per consecutive failure (capped at 60 s). */
+  backoffBaseMs?: number;
+  signal?: AbortSignal;
+  onEvent?: (e: LoopEvent) => void;
+  /** How to start opencode (the daemon passes its own; default: a private server under RALPH_HOME). */
+  startServer?: (repoDir: string) => Promise<OpencodeServer>;
+  /** Resume on a server started before (daemon re-adoption). */
+  existingServer?: OpencodeServer;
+  /** Number of iterations already done (resume). */
+  startIteration?: number;
+  afterIteration?: (info: { iteration: number; committed: boolean; outcome: IterationOutcome }) => Promise<void>;
+}
+
+export interface LoopResult {
+  status: LoopStatus;
+  iterations: number;
+  passed: number;
+  total: number;
+  durationMs: number;
+  reason?: string;
+}
+
+const outcomeOf = (turn: TurnResult, progressed: boolean): IterationOutcome => {
+  if (turn.kind === "timeout") return "timeout";
+  if (turn.kind !== "idle") return "failed";
+  return progressed ? "progress" : "no-progress";
+};
+
+const errorOf = (turn: TurnResult): string | undefined => {
+  switch (turn.kind) {
+    case "error":
+      return turn.message;
+    case "server-exited":
+      return "opencode exited during the iteration";
+    case "timeout":
+      return "the iteration timed out";
+    default:
+      return undefined;
+  }
+};
+
+function defaultStartServer(repoDir: string): Promise<OpencodeServer> {
+  const runDir = homeDir("runs", `${Date.now()}-${process.pid}`);
+  return startOpencodeServer({ cwd: repoDir, stateDir: join(runDir, "opencode"), logFile: join(runDir, "opencode.log") });
+}
+
+/**
+ * The Ralph loop: one fresh opencode session per iteration until every story
+ * passes (read from the file, never from the model's words), the budget is
+ * spent, failures pile up, or the signal stops it. opencode never outlives it.
+ */
+export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
+  const t0 = Date.now();
+  const taskDir = resolve(opts.taskDir);
+  const prdFile = join(taskDir, "prd.json");
+  const progressFile = join(taskDir, "progress.txt");
+  const emit = (e: Parameters<typeof stamp>[0]) => opts.onEvent?.(stamp(e));
+  const maxFailures = opts.maxConsecutiveFailures ?? 3;
+  const backoffBase = opts.backoffBaseMs ?? 2000;
+
+  let prd = loadPrd(prdFile);
+  const repoDir = opts.repoDir ? resolve(opts.repoDir) : await repoRoot(taskDir);
+  await ensureBranch(repoDir, prd.branchName);
+  const template = loadTemplate(taskDir);
+  emit({ type: "run.started", taskDir, branch: prd.branchName, ...storyCounts(prd), maxIterations: opts.maxIterations });
+
+  const startServer = opts.startServer ?? defaultStartServer;
+  let server: OpencodeServer | undefined = opts.existingServer;
+  const ensureServer = async (): Promise<OpencodeServer> => {
+    if (server?.alive()) return server;
+    if (server) emit({ type: "opencode.restarted", reason: `opencode (pid ${server.pid}) exited` });
+    server = await startServer(repoDir);
+    emit({ type: "opencode.started", url: server.url, port: server.port, pid: server.pid });
+    return server;
+  };
+
+  let iteration = opts.startIteration ?? 0;
+  let failures = 0;
+  const finish = async (status: LoopStatus, reason?: string): Promise<LoopResult> => {
+    await server?.stop().catch(() => undefined);
+    const result = { status, iterations: iteration, ...storyCounts(prd), durationMs: Date.now() - t0, ...(reason ? { reason } : {}) };
+    emit({ type: "run.ended", ...result });
+    return result;
+  };
+
+  try {
+    while (!allPass(prd)) {
+      if (opts.signal?.aborted) return await finish("stopped", "stopped by request");
+      if (iteration >= opts.maxIterations) return await finish("exhausted", `${opts.maxIterations} iterations spent`);
+      iteration++;
+      const story = nextStory(prd);
+      const before = storyCounts(prd).passed;
+      const headBefore = await headCommit(repoDir);
+      const started = Date.now();
+      let turn: TurnResult;
+      try {
+        const srv = await ensureServer();
+        emit({ type: "iteration.started", iteration, storyId: story?.id, storyTitle: story?.title });
+        const prompt = buildPrompt(template, { taskDir, prdFile, progressFile, repoDir, prd });
+        turn = await runTurn(srv, {
+          prompt,
+          model: opts.model,
+          timeoutMs: opts.iterationTimeoutMs,
+          signal: opts.signal,
+          onTool: (t) => emit({ type: "tool", iteration, ...t }),
+        });
+      } catch (err) {
+        if (opts.signal?.aborted) return await finish("stopped", "stopped by request");
+        turn = { kind: "error", message: (err as Error).message };
+      }
+      if (turn.kind === "aborted") return await finish("stopped", "stopped by request");
+      prd = loadPrd(prdFile);
+      const counts = storyCounts(prd);
+      const outcome = outcomeOf(turn, counts.passed > before);
+      const committed = (await headCommit(repoDir)) !== headBefore;
+      const durationMs = Date.now() - started;
+      const error = errorOf(turn);
+      appendProgressRecord(progressFile, { iteration, storyId: story?.id, outcome, durationMs, ...counts, error });
+      emit({ type: "iteration.ended", iteration, outcome, durationMs, storyId: story?.id, ...counts, committed, ...(error ? { error } : {}) });
+      await opts.afterIteration?.({ iteration, committed, outcome });
+
+      if (outcome === "failed" || outcome === "timeout") {
+        failures++;
+        if (failures >= maxFailures) return await finish("failed", `${failures} consecutive failed iterations; last: ${error}`);
+        await sleep(Math.min(60_000, backoffBase * 2 ** (failures - 1)), opts.signal).catch(() => undefined);
+      } else {
+        failures = 0;
+      }
+    }
+    return await finish("completed");
+  } catch (err) {
+    await server?.stop().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,31 @@
+import { execa } from "execa";
+
+async function git(repoDir: string, args: string[]): Promise<string> {
+  const r = await execa("git", args, { cwd: repoDir, reject: false });
+  if (r.exitCode !== 0) throw new Error(`git ${args.join(" ")} failed in ${repoDir}: ${r.stderr.trim() || r.stdout.trim()}`);
+  return r.stdout.trim();
+}
+
+export const headCommit = (repoDir: string): Promise<string> => git(repoDir, ["rev-parse", "HEAD"]);
+export const currentBranch = (repoDir: string): Promise<string> => git(repoDir, ["rev-parse", "--abbrev-ref", "HEAD"]);
+export const repoRoot = (dir: string): Promise<string> => git(dir, ["rev-parse", "--show-toplevel"]);
+
+/** Tracked changes only: untracked files (e.g. a fresh progress.txt) survive a branch switch. */
+export async function isDirty(repoDir: string): Promise<boolean> {
+  return (await git(repoDir, ["status", "--porcelain", "--untracked-files=no"])) !== "";
+}
+
+/**
+ * Puts the repo on `branch`, creating it from the current branch when
+ * missing. Never switches away from uncommitted work.
+ */
+export async function ensureBranch(repoDir: string, branch: string): Promise<void> {
+  const ok = await execa("git", ["check-ref-format", "--branch", branch], { cwd: repoDir, reject: false });
+  if (ok.exitCode !== 0 || branch.startsWith("-")) throw new Error(`branchName "${branch}" is not a valid git branch name; fix it in prd.json`);
+  if ((await currentBranch(repoDir)) === branch) return;
+  if (await isDirty(repoDir)) {
+    throw new Error(`the working tree in ${repoDir} has uncommitted changes; commit or stash them before the loop switches to branch ${branch}`);
+  }
+  const exists = await execa("git", ["rev-parse", "--verify", "--quiet", `refs/heads/${branch}`], { cwd: repoDir, reject: false });
+  await git(repoDir, exists.exitCode === 0 ? ["switch", branch] : ["switch", "-c", branch]);
+}
