@@ -1,0 +1,208 @@
+import { readFileSync } from "node:fs";
+import { Agent, fetch as undiciFetch } from "undici";
+import type { ControllerConfig } from "../daemon/config.js";
+import { waitFor } from "../util/wait.js";
+import { Roles } from "./roles.js";
+
+/** An error answered by the controller, with its own message. */
+export class ZitiApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ZitiApiError";
+  }
+}
+
+interface Envelope<T> {
+  data: T;
+  error?: { code?: string; message?: string; cause?: { message?: string; reason?: string } };
+}
+
+export interface Entity {
+  id: string;
+  name: string;
+  roleAttributes?: string[] | null;
+}
+
+export type PolicyType = "Bind" | "Dial";
+
+/**
+ * A typed client for the Edge Management API. TLS is verified against the
+ * controller's CA, always; the session is renewed when it expires.
+ */
+export class ManagementClient {
+  private token: string | undefined;
+  private constructor(
+    private readonly base: string,
+    private readonly agent: Agent,
+    private readonly auth: ControllerConfig["auth"],
+  ) {}
+
+  static async connect(cfg: ControllerConfig): Promise<ManagementClient> {
+    let ca: string;
+    try {
+      ca = readFileSync(cfg.caFile, "utf8");
+    } catch {
+      throw new Error(`cannot read the controller CA ${cfg.caFile}: point controller.caFile at the PEM that signs the controller's certificate`);
+    }
+    const connect: Record<string, unknown> = { ca };
+    if (cfg.auth.method === "cert") {
+      connect.cert = readFileSync(cfg.auth.certFile, "utf8");
+      connect.key = readFileSync(cfg.auth.keyFile, "utf8");
+    }
+    const client = new ManagementClient(new URL("/edge/management/v1", cfg.url).toString(), new Agent({ connect }), cfg.auth);
+    await client.login();
+    return client;
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  private async login(): Promise<void> {
+    const body = this.auth.method === "password" ? { username: this.auth.username, password: readFileSync(this.auth.passwordFile, "utf8").trim() } : {};
+    const r = await this.raw<{ token: string }>("POST", `/authenticate?method=${this.auth.method}`, body, false);
+    this.token = r.token;
+  }
+
+  private async raw<T>(method: string, path: string, body?: unknown, authed = true): Promise<T> {
+    let res;
+    try {
+      res = await undiciFetch(this.base + path, {
+        method,
+        dispatcher: this.agent,
+        headers: { "content-type": "application/json", ...(authed && this.token ? { "zt-session": this.token } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(15_000),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new Error(`cannot reach the Ziti controller at ${this.base} (${cause?.code ?? cause?.message ?? (err as Error).message}): is it running? ('ralph ziti status' for the local network)`);
+    }
+    const text = await res.text();
+    const json = text ? (JSON.parse(text) as Envelope<T>) : ({ data: undefined } as Envelope<T>);
+    if (!res.ok) {
+      const e = json.error ?? {};
+      const detail = e.cause?.reason ?? e.cause?.message;
+      throw new ZitiApiError(res.status, e.code ?? "UNKNOWN", `controller refused ${method} ${path.split("?")[0]}: ${e.message ?? res.statusText}${detail ? ` (${detail})` : ""}`);
+    }
+    return json.data;
+  }
+
+  /** Calls the API, logging in again once if the session expired. */
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    try {
+      return await this.raw<T>(method, path, body);
+    } catch (err) {
+      if (err instanceof ZitiApiError && err.status === 401) {
+        await this.login();
+        return this.raw<T>(method, path, body);
+      }
+      throw err;
+    }
+  }
+
+  private async findByName<T extends Entity>(collection: string, name: string): Promise<T | undefined> {
+    const filter = encodeURIComponent(`name="${name.replace(/"/g, '\\"')}"`);
+    const list = await this.request<T[]>("GET", `/${collection}?filter=${filter}&limit=1`);
+    return list[0];
+  }
+
+  private async ensure<T extends Entity>(collection: string, body: { name: string } & Record<string, unknown>): Promise<string> {
+    const existing = await this.findByName<T>(collection, body.name);
+    if (existing) return existing.id;
+    return (await this.request<{ id: string }>("POST", `/${collection}`, body)).id;
+  }
+
+  private async deleteByName(collection: string, name: string): Promise<boolean> {
+    const existing = await this.findByName(collection, name);
+    if (!existing) return false;
+    await this.request("DELETE", `/${collection}/${existing.id}`);
+    return true;
+  }
+
+  async configTypeId(name: string): Promise<string> {
+    const t = await this.findByName("config-types", name);
+    if (!t) throw new Error(`the controller has no config type "${name}"`);
+    return t.id;
+  }
+
+  getIdentity = (name: string) => this.findByName<Entity & { enrollment?: { ott?: { jwt?: string } } }>("identities", name);
+  getService = (name: string) => this.findByName<Entity>("services", name);
+
+  /** Creates a non-admin identity with a one-time enrolment token. */
+  async createIdentity(name: string, role: "client" | "daemon"): Promise<{ id: string; jwt: string }> {
+    if (await this.findByName("identities", name)) throw new Error(`a Ziti identity named "${name}" already exists: revoke it first or choose another name`);
+    const { id } = await this.request<{ id: string }>("POST", "/identities", {
+      name,
+      type: "Default",
+      isAdmin: false,
+      roleAttributes: [Roles[role]],
+      enrollment: { ott: true },
+    });
+    const created = await this.request<{ enrollment?: { ott?: { jwt?: string } } }>("GET", `/identities/${id}`);
+    const jwt = created.enrollment?.ott?.jwt;
+    if (!jwt) throw new Error(`the controller returned no enrolment token for identity ${name}`);
+    return { id, jwt };
+  }
+
+  deleteIdentity = (name: string): Promise<boolean> => this.deleteByName("identities", name);
+
+  ensureServicePolicy(name: string, type: PolicyType, identityRoles: string[], serviceRoles: string[]): Promise<string> {
+    return this.ensure("service-policies", { name, type, semantic: "AnyOf", identityRoles, serviceRoles, postureCheckRoles: [] });
+  }
+
+  async terminators(serviceId: string): Promise<unknown[]> {
+    return this.request<unknown[]>("GET", `/services/${serviceId}/terminators`);
+  }
+
+  /**
+   * Registers a service that forwards to 127.0.0.1:port on the hosting side
+   * and resolves once a host tunneler has bound it (a terminator exists).
+   */
+  async registerService(name: string, opts: { port: number; roleAttributes?: string[]; timeoutMs?: number }): Promise<{ serviceId: string }> {
+    const hostConfig = await this.ensure("configs", {
+      name: `${name}.host.v1`,
+      configTypeId: await this.configTypeId("host.v1"),
+      // Never "localhost": it may resolve to ::1 while the upstream is IPv4-only.
+      data: { protocol: "tcp", address: "127.0.0.1", port: opts.port },
+    });
+    const interceptConfig = await this.ensure("configs", {
+      name: `${name}.intercept.v1`,
+      configTypeId: await this.configTypeId("intercept.v1"),
+      data: { protocols: ["tcp"], addresses: [`${name}.ziti`], portRanges: [{ low: opts.port, high: opts.port }] },
+    });
+    const serviceId = await this.ensure("services", {
+      name,
+      configs: [hostConfig, interceptConfig],
+      roleAttributes: opts.roleAttributes ?? [Roles.service],
+      encryptionRequired: true,
+    });
+    await waitFor(async () => (await this.terminators(serviceId)).length > 0, {
+      what: `a host tunneler to bind service ${name}`,
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      intervalMs: 200,
+    });
+    return { serviceId };
+  }
+
+  /** Removes what registerService created, in reverse order. */
+  async deregisterService(name: string): Promise<void> {
+    await this.deleteByName("services", name);
+    await this.deleteByName("configs", `${name}.intercept.v1`);
+    await this.deleteByName("configs", `${name}.host.v1`);
+  }
+
+  async listNames(collection: "identities" | "services" | "service-policies"): Promise<Entity[]> {
+    return this.request<Entity[]>("GET", `/${collection}?limit=500`);
+  }
+
+  /** The quickstart's router is online (it registers itself on start). */
+  async routersOnline(): Promise<number> {
+    const routers = await this.request<{ isOnline?: boolean }[]>("GET", "/edge-routers?limit=100");
+    return routers.filter((r) => r.isOnline).length;
+  }
+}
