@@ -23,6 +23,12 @@ export interface SpawnOptions {
    * command line or echoed by the child). Replaced with "***".
    */
   redact?: string[];
+  /**
+   * For a child that must outlive this process (a background network): its
+   * output goes straight to the log file instead of through pipes that would
+   * close when we exit. onLine and redact do not apply.
+   */
+  outputToFileOnly?: boolean;
 }
 
 /**
@@ -40,14 +46,18 @@ export class SupervisedProcess {
   private constructor(readonly options: SpawnOptions) {
     mkdirSync(dirname(options.logFile), { recursive: true, mode: 0o700 });
     this.log = createWriteStream(options.logFile, { flags: "a", mode: 0o600 });
-    this.child = execa(options.command, options.args, {
+    // A shell redirect gives the child the log file itself, not a pipe through us.
+    const [command, args] = options.outputToFileOnly
+      ? ["/bin/sh", ["-c", 'log=$1; shift; exec "$@" >>"$log" 2>&1', "sh", options.logFile, options.command, ...options.args]]
+      : [options.command, options.args];
+    this.child = execa(command, args, {
       cwd: options.cwd,
       env: options.env,
       extendEnv: options.env === undefined,
       detached: true,
       stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
+      stdout: options.outputToFileOnly ? "ignore" : "pipe",
+      stderr: options.outputToFileOnly ? "ignore" : "pipe",
       buffer: false,
       reject: false,
       cleanup: false,
@@ -85,6 +95,11 @@ export class SupervisedProcess {
         reject(err.code === "ENOENT" ? new Error(`${options.name}: binary not found at ${options.command}; install it or set the path explicitly`) : err);
       });
     });
+  }
+
+  /** Lets this process exit while the child keeps running. */
+  unref(): void {
+    this.child.unref();
   }
 
   get exit(): ChildExit | undefined {
@@ -176,6 +191,7 @@ const live = new Set<SupervisedProcess>();
  */
 export function releaseFromParentExit(proc: SupervisedProcess): void {
   live.delete(proc);
+  proc.unref();
 }
 
 export function liveChildren(): readonly SupervisedProcess[] {

@@ -1,0 +1,224 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync, renameSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { homeDir, ralphHome } from "../config/paths.js";
+import { DaemonConfigSchema, defaultDaemonConfigPath, type ControllerConfig } from "../daemon/config.js";
+import { upsertRemote } from "../client/remotes.js";
+import { SupervisedProcess, pidAlive, releaseFromParentExit, signalGroup } from "../process/supervisor.js";
+import { freePort } from "../util/ports.js";
+import { waitFor } from "../util/wait.js";
+import { ensureZitiBinary } from "./binary.js";
+import { enrollIdentity } from "./enroll.js";
+import { ManagementClient } from "./mgmt.js";
+import { Roles, controlServiceName } from "./roles.js";
+
+const NetworkStateSchema = z.object({
+  ctrlPort: z.number().int(),
+  routerPort: z.number().int(),
+  username: z.string(),
+  pid: z.number().int().optional(),
+});
+type NetworkState = z.infer<typeof NetworkStateSchema>;
+
+export const LOCAL_NAME = "local";
+export const localIdentityName = (role: "daemon" | "client") => `ralph-${role}-${LOCAL_NAME}`;
+const BIND_POLICY = "ralph-daemons-bind-services";
+const DIAL_POLICY = "ralph-clients-dial-services";
+
+const dir = () => homeDir("ziti");
+const paths = () => ({
+  state: join(dir(), "network.json"),
+  password: join(dir(), "admin-password"),
+  home: join(dir(), "quickstart"),
+  configDir: homeDir("ziti", "cli-config"),
+  log: join(dir(), "quickstart.log"),
+  identity: (name: string) => join(homeDir("ziti", "identities"), `${name}.json`),
+});
+
+export interface LocalNetwork {
+  controller: ControllerConfig;
+  pid: number;
+  daemonIdentityFile: string;
+  clientIdentityFile: string;
+  daemonConfigFile: string;
+}
+
+function writePrivate(file: string, content: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, content, { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+function readState(): NetworkState | undefined {
+  const p = paths().state;
+  return existsSync(p) ? NetworkStateSchema.parse(JSON.parse(readFileSync(p, "utf8"))) : undefined;
+}
+const saveState = (s: NetworkState) => writePrivate(paths().state, JSON.stringify(s, null, 2) + "\n");
+
+export function localController(state: NetworkState): ControllerConfig {
+  const p = paths();
+  return {
+    url: `https://127.0.0.1:${state.ctrlPort}`,
+    caFile: join(p.home, "pki", "root-ca", "certs", "root-ca.cert"),
+    auth: { method: "password", username: state.username, passwordFile: p.password },
+  };
+}
+
+async function controllerReady(state: NetworkState): Promise<boolean> {
+  const m = await ManagementClient.connect(localController(state));
+  try {
+    return (await m.routersOnline()) > 0;
+  } finally {
+    await m.close();
+  }
+}
+
+async function startQuickstart(state: NetworkState, progress: (s: string) => void): Promise<number> {
+  const ziti = await ensureZitiBinary({ onProgress: progress });
+  const p = paths();
+  const firstStart = !existsSync(join(p.home, "ctrl.yaml"));
+  const launch = async () => {
+    const proc = await SupervisedProcess.spawn({
+      name: "ziti quickstart",
+      command: ziti,
+      args: [
+        "edge", "quickstart", "--home", p.home,
+        "--ctrl-address", "127.0.0.1", "--ctrl-port", String(state.ctrlPort),
+        "--router-address", "127.0.0.1", "--router-port", String(state.routerPort),
+        "--username", state.username, "--password", readFileSync(p.password, "utf8").trim(),
+      ],
+      env: { ...process.env, ZITI_CONFIG_DIR: p.configDir },
+      logFile: p.log,
+      outputToFileOnly: true,
+    });
+    // The network is a background service: it outlives `ralph ziti up`.
+    releaseFromParentExit(proc);
+    const died = new AbortController();
+    void proc.exited.then(() => died.abort(new Error(`the quickstart network exited during start-up: ${proc.describeExit()}`)));
+    await waitFor(() => controllerReady(state), { what: "the Ziti controller and router to come online", timeoutMs: 120_000, intervalMs: 500, signal: died.signal });
+    return proc;
+  };
+  progress(firstStart ? "starting a new OpenZiti network (controller + router) on 127.0.0.1" : "starting the OpenZiti network");
+  let proc = await launch();
+  if (firstStart) {
+    // The quickstart listens on every interface; nothing of ours may listen
+    // beyond loopback, so bind its listeners to 127.0.0.1 and restart once.
+    await proc.stop(10_000);
+    for (const f of ["ctrl.yaml", "router-quickstart.yaml"]) {
+      const file = join(p.home, f);
+      writeFileSync(file, readFileSync(file, "utf8").replace(/0\.0\.0\.0:/g, "127.0.0.1:"));
+    }
+    proc = await launch();
+  }
+  return proc.pid;
+}
+
+async function ensureIdentity(m: ManagementClient, name: string, role: "daemon" | "client"): Promise<string> {
+  const file = paths().identity(name);
+  if (existsSync(file) && (await m.getIdentity(name))) return file;
+  await m.deleteIdentity(name);
+  const { jwt } = await m.createIdentity(name, role);
+  await enrollIdentity(jwt, file);
+  return file;
+}
+
+/** Ensures the policies that let daemons Bind and clients Dial Ralph's services, and nothing else. */
+export async function ensureRalphPolicies(m: ManagementClient): Promise<void> {
+  await m.ensureServicePolicy(BIND_POLICY, "Bind", [`#${Roles.daemon}`], [`#${Roles.service}`]);
+  await m.ensureServicePolicy(DIAL_POLICY, "Dial", [`#${Roles.client}`], [`#${Roles.service}`]);
+}
+
+/** Starts (or reuses) the embedded network and makes the local daemon and client ready to use. */
+export async function zitiUp(opts: { onProgress?: (line: string) => void } = {}): Promise<LocalNetwork> {
+  const progress = opts.onProgress ?? (() => undefined);
+  const p = paths();
+  let state = readState();
+  if (!state) {
+    writePrivate(p.password, randomBytes(24).toString("base64url") + "\n");
+    state = { ctrlPort: await freePort(), routerPort: await freePort(), username: "admin" };
+    saveState(state);
+  }
+  const running = state.pid !== undefined && pidAlive(state.pid) && (await controllerReady(state).catch(() => false));
+  if (running) progress(`the OpenZiti network is already running (pid ${state.pid})`);
+  else {
+    state.pid = await startQuickstart(state, progress);
+    saveState(state);
+  }
+  const controller = localController(state);
+  const m = await ManagementClient.connect(controller);
+  try {
+    await ensureRalphPolicies(m);
+    const daemonIdentityFile = await ensureIdentity(m, localIdentityName("daemon"), "daemon");
+    const clientIdentityFile = await ensureIdentity(m, localIdentityName("client"), "client");
+    const daemonConfigFile = defaultDaemonConfigPath();
+    if (!existsSync(daemonConfigFile)) {
+      homeDir("daemon");
+      const config = DaemonConfigSchema.parse({
+        name: LOCAL_NAME,
+        identityFile: daemonIdentityFile,
+        controller,
+        workspaceDir: join(ralphHome(), "daemon", "workspace"),
+      });
+      writePrivate(daemonConfigFile, JSON.stringify(config, null, 2) + "\n");
+    }
+    upsertRemote(LOCAL_NAME, { identityFile: clientIdentityFile, service: controlServiceName(LOCAL_NAME) });
+    progress(`the OpenZiti network is up: controller ${controller.url}`);
+    return { controller, pid: state.pid!, daemonIdentityFile, clientIdentityFile, daemonConfigFile };
+  } finally {
+    await m.close();
+  }
+}
+
+/** Stops the embedded network; its state is kept for the next `up`. */
+export async function zitiDown(): Promise<boolean> {
+  const state = readState();
+  if (!state?.pid || !pidAlive(state.pid)) return false;
+  signalGroup(state.pid, "SIGTERM");
+  try {
+    await waitFor(() => !pidAlive(state.pid!), { what: "the network to stop", timeoutMs: 15_000 });
+  } catch {
+    signalGroup(state.pid, "SIGKILL");
+  }
+  delete state.pid;
+  saveState(state);
+  return true;
+}
+
+export interface NetworkStatus {
+  configured: boolean;
+  running: boolean;
+  pid?: number;
+  controller?: string;
+  routersOnline?: number;
+  identities?: { name: string; roles: string[] }[];
+  services?: string[];
+  error?: string;
+}
+
+export async function zitiStatus(): Promise<NetworkStatus> {
+  const state = readState();
+  if (!state) return { configured: false, running: false };
+  const controller = localController(state);
+  const base = { configured: true, controller: controller.url };
+  if (!state.pid || !pidAlive(state.pid)) return { ...base, running: false };
+  try {
+    const m = await ManagementClient.connect(controller);
+    try {
+      const identities = (await m.listNames("identities")).map((i) => ({ name: i.name, roles: i.roleAttributes ?? [] }));
+      const services = (await m.listNames("services")).map((s) => s.name);
+      return { ...base, running: true, pid: state.pid, routersOnline: await m.routersOnline(), identities, services };
+    } finally {
+      await m.close();
+    }
+  } catch (err) {
+    return { ...base, running: false, pid: state.pid, error: (err as Error).message };
+  }
+}
+
+/** A ManagementClient for the embedded network (admin), for identity commands and tests. */
+export async function localManagementClient(): Promise<ManagementClient> {
+  const state = readState();
+  if (!state) throw new Error("no local OpenZiti network: run 'ralph ziti up' first");
+  return ManagementClient.connect(localController(state));
+}
