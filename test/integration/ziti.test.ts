@@ -1,0 +1,175 @@
+// The prototype's tests, through a real OpenZiti overlay: quickstart
+// controller and router, real host and proxy tunnelers, real opencode serve
+// driven by the scripted model.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
+import { scriptedModelConfig } from "../../src/model/opencode-config.js";
+import { basicAuth, startOpencodeServer, type OpencodeServer } from "../../src/opencode/server.js";
+import { enrollIdentity } from "../../src/ziti/enroll.js";
+import { ManagementClient } from "../../src/ziti/mgmt.js";
+import { localManagementClient } from "../../src/ziti/network.js";
+import { startHostTunnel, startProxyTunnel, type ProxyTunnel, type Tunnel } from "../../src/ziti/tunnel.js";
+import { signalGroup, pidAlive } from "../../src/process/supervisor.js";
+import { waitFor } from "../../src/util/wait.js";
+import { startTestNetwork } from "../support/ziti-network.js";
+
+const SERVICE = "ralph-loop-test-opencode";
+const REPLY = "The overlay carried this answer.";
+let network: Awaited<ReturnType<typeof startTestNetwork>>;
+let model: ScriptedModel;
+let opencode: OpencodeServer;
+let mgmt: ManagementClient;
+let host: Tunnel;
+let proxy: ProxyTunnel;
+const extraTunnels: Tunnel[] = [];
+let auth: Record<string, string>;
+
+before(async () => {
+  network = await startTestNetwork("ralph-ziti");
+  model = await startScriptedModel({ script: { kind: "reply", text: REPLY } });
+  const work = mkdtempSync(join(tmpdir(), "ralph-ziti-oc-"));
+  opencode = await startOpencodeServer({ cwd: work, stateDir: join(work, "state"), logFile: join(work, "opencode.log"), config: scriptedModelConfig(model.baseUrl) });
+  auth = { authorization: basicAuth(opencode.username, opencode.password) };
+  mgmt = await localManagementClient();
+  host = await startHostTunnel({ identityFile: network.net.daemonIdentityFile, logFile: join(network.home, "host.log") });
+  await mgmt.registerService(SERVICE, { port: opencode.port });
+  proxy = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: SERVICE, logFile: join(network.home, "proxy.log") });
+});
+
+after(async () => {
+  for (const t of [proxy, host, ...extraTunnels]) await t?.stop();
+  await mgmt?.close();
+  await opencode?.stop();
+  await model?.close();
+  await network?.stop();
+});
+
+const viaProxy = (path: string, init: RequestInit = {}) => fetch(proxy.url + path, { ...init, headers: { ...auth, "content-type": "application/json", ...(init.headers ?? {}) } });
+
+test("health through the overlay is identical to direct access", async () => {
+  const direct = await (await fetch(`${opencode.url}/global/health`, { headers: auth })).json();
+  const overlay = await (await viaProxy("/global/health")).json();
+  assert.deepEqual(overlay, direct);
+  assert.equal((overlay as { healthy: boolean }).healthy, true);
+  assert.equal((await fetch(`${proxy.url}/global/health`)).status, 401, "the password still guards opencode behind the overlay");
+});
+
+test("sessions are created and listed through the overlay", async () => {
+  const created = (await (await viaProxy("/session", { method: "POST", body: "{}" })).json()) as { id: string };
+  assert.match(created.id, /^ses_/);
+  const list = (await (await viaProxy("/session")).json()) as { id: string }[];
+  assert.ok(list.some((s) => s.id === created.id));
+});
+
+test("SSE events arrive through the overlay while the stream is open", async () => {
+  const ctrl = new AbortController();
+  const res = await viaProxy("/event", { signal: ctrl.signal });
+  assert.equal(res.status, 200);
+  const reader = res.body!.getReader();
+  const seen: string[] = [];
+  let createdId = "";
+  const read = (async () => {
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += Buffer.from(value).toString();
+      for (const m of buf.matchAll(/data: (.*)\n/g)) seen.push(m[1]!);
+      buf = buf.slice(buf.lastIndexOf("\n") + 1);
+    }
+  })().catch(() => undefined);
+  await waitFor(() => seen.some((s) => s.includes("server.connected")), { what: "server.connected", timeoutMs: 15_000 });
+  createdId = ((await (await viaProxy("/session", { method: "POST", body: "{}" })).json()) as { id: string }).id;
+  await waitFor(() => seen.some((s) => s.includes("session.created") && s.includes(createdId)), { what: "session.created on the open stream", timeoutMs: 15_000 });
+  ctrl.abort();
+  await read;
+});
+
+test("a prompt sent through the overlay gets the model's answer", async () => {
+  const { id } = (await (await viaProxy("/session", { method: "POST", body: "{}" })).json()) as { id: string };
+  const res = await viaProxy(`/session/${id}/message`, { method: "POST", body: JSON.stringify({ parts: [{ type: "text", text: "Say something." }] }) });
+  assert.equal(res.status, 200);
+  const answer = (await res.json()) as { parts: { type: string; text?: string }[] };
+  assert.ok(answer.parts.some((p) => p.type === "text" && p.text === REPLY), JSON.stringify(answer.parts));
+});
+
+test("abort through the overlay", async () => {
+  const { id } = (await (await viaProxy("/session", { method: "POST", body: "{}" })).json()) as { id: string };
+  const res = await viaProxy(`/session/${id}/abort`, { method: "POST" });
+  assert.equal(res.status, 200);
+  assert.equal(await res.json(), true);
+});
+
+test("the endpoints opencode attach reads answer through the overlay", async () => {
+  for (const path of ["/config", "/provider", "/agent", "/session", "/session/status", "/path", "/vcs", "/project/current"]) {
+    const res = await viaProxy(`${path}?directory=${encodeURIComponent("/tmp")}`);
+    assert.equal(res.status, 200, path);
+    await res.body?.cancel();
+  }
+  const ctrl = new AbortController();
+  const stream = await viaProxy("/global/event", { signal: ctrl.signal });
+  assert.equal(stream.status, 200);
+  const first = await stream.body!.getReader().read();
+  assert.match(Buffer.from(first.value!).toString(), /data: /);
+  ctrl.abort();
+});
+
+async function enrolledIdentity(name: string, roleAttributes: string[]): Promise<string> {
+  const { id } = await mgmt.request<{ id: string }>("POST", "/identities", { name, type: "Default", isAdmin: false, roleAttributes, enrollment: { ott: true } });
+  const jwt = (await mgmt.request<{ enrollment: { ott: { jwt: string } } }>("GET", `/identities/${id}`)).enrollment.ott.jwt;
+  const file = join(network.home, `${name}.json`);
+  await enrollIdentity(jwt, file);
+  return file;
+}
+
+test("an identity without a Dial policy cannot reach the service", async () => {
+  const file = await enrolledIdentity("no-dial", []);
+  await assert.rejects(
+    startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "nodial.log"), readyTimeoutMs: 8000 }),
+    /timed out .* overlay proxy/,
+  );
+});
+
+test("a revoked client loses access", async () => {
+  const file = await enrolledIdentity("revoke-me", ["ralph-client"]);
+  const p = await startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "revoked.log") });
+  extraTunnels.push(p);
+  assert.equal((await fetch(`${p.url}/global/health`, { headers: auth })).status, 200);
+  assert.equal(await mgmt.deleteIdentity("revoke-me"), true);
+  await waitFor(
+    async () => {
+      try {
+        await fetch(`${p.url}/global/health`, { headers: auth, signal: AbortSignal.timeout(3000) });
+        return false;
+      } catch {
+        return true;
+      }
+    },
+    { what: "the revoked identity to lose access", timeoutMs: 60_000, intervalMs: 500 },
+  );
+});
+
+test("a killed host tunneler is restarted and traffic recovers", async () => {
+  const before = host.pid();
+  signalGroup(before, "SIGKILL");
+  await waitFor(() => host.restarts() >= 1 && host.pid() !== before && pidAlive(host.pid()), { what: "the host tunneler to restart", timeoutMs: 30_000 });
+  await waitFor(async () => (await viaProxy("/global/health", { signal: AbortSignal.timeout(3000) })).status === 200, { what: "traffic to recover", timeoutMs: 60_000, intervalMs: 300 });
+});
+
+test("ralph ziti status and up through the CLI reuse the running network", async () => {
+  const cli = join(process.cwd(), "dist", "cli", "ralph.js");
+  const run = promisify(execFile);
+  const env = { ...process.env, RALPH_HOME: network.home };
+  const status = JSON.parse((await run(process.execPath, [cli, "ziti", "status", "--json"], { env })).stdout) as { running: boolean; pid: number; services: string[]; identities: { name: string }[] };
+  assert.equal(status.running, true);
+  assert.ok(status.services.includes(SERVICE));
+  assert.ok(status.identities.some((i) => i.name === "ralph-daemon-local"));
+  const up = JSON.parse((await run(process.execPath, [cli, "ziti", "up", "--json"], { env })).stdout) as { pid: number };
+  assert.equal(up.pid, status.pid, "a second up reuses the running network");
+});
