@@ -1,0 +1,136 @@
+// Direct vs through the OpenZiti overlay, side by side against one opencode
+// server: request latency (new connection and keep-alive), SSE event latency,
+// and time from service registration to the first successful dial.
+import { Agent, request } from "node:http";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { startScriptedModel } from "../src/model/scripted-model.js";
+import { scriptedModelConfig } from "../src/model/opencode-config.js";
+import { basicAuth, startOpencodeServer } from "../src/opencode/server.js";
+import { localManagementClient, zitiDown, zitiUp } from "../src/ziti/network.js";
+import { startHostTunnel, startProxyTunnel } from "../src/ziti/tunnel.js";
+import { waitFor } from "../src/util/wait.js";
+import { summarize, table, type Summary } from "./stats.js";
+
+function timedGet(url: string, headers: Record<string, string>, agent: Agent | false): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = request(url, { headers, agent }, (res) => {
+      res.resume();
+      res.on("end", () => (res.statusCode === 200 ? resolve(performance.now() - t0) : reject(new Error(`HTTP ${res.statusCode}`))));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Interleaves the two targets request by request so both see the same machine noise. */
+async function sideBySide(targets: Record<string, { url: string; agent: Agent | false }>, headers: Record<string, string>, n: number) {
+  const samples: Record<string, number[]> = Object.fromEntries(Object.keys(targets).map((k) => [k, []]));
+  for (const t of Object.values(targets)) for (let i = 0; i < 10; i++) await timedGet(t.url, headers, t.agent); // warm-up
+  for (let i = 0; i < n; i++) for (const [k, t] of Object.entries(targets)) samples[k]!.push(await timedGet(t.url, headers, t.agent));
+  return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, summarize(v)])) as Record<string, Summary>;
+}
+
+/** Time from creating a session to its session.created event on each open stream. */
+async function sseLatency(streams: Record<string, string>, createUrl: string, headers: Record<string, string>, n: number) {
+  const arrivals: Record<string, Map<string, number>> = {};
+  const ctrl = new AbortController();
+  for (const [name, base] of Object.entries(streams)) {
+    const seen = new Map<string, number>();
+    arrivals[name] = seen;
+    const res = await fetch(`${base}/event`, { headers, signal: ctrl.signal });
+    const reader = res.body!.getReader();
+    void (async () => {
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += Buffer.from(value).toString();
+        let nl;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          const m = /"type":"session.created".*?"id":"(ses_[^"]+)"/.exec(line);
+          if (m && !seen.has(m[1]!)) seen.set(m[1]!, performance.now());
+        }
+      }
+    })().catch(() => undefined);
+  }
+  const samples: Record<string, number[]> = Object.fromEntries(Object.keys(streams).map((k) => [k, []]));
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const { id } = (await (await fetch(createUrl, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: "{}" })).json()) as { id: string };
+    for (const [k, seen] of Object.entries(arrivals)) {
+      const at = await waitFor(() => seen.get(id), { what: `session.created on ${k}`, timeoutMs: 10_000, intervalMs: 1 });
+      samples[k]!.push(at - t0);
+    }
+  }
+  ctrl.abort();
+  return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, summarize(v)])) as Record<string, Summary>;
+}
+
+export async function runOverlayBench(opts: { requests: number; log: (s: string) => void }) {
+  const home = process.env.RALPH_HOME ?? mkdtempSync(join(tmpdir(), "ralph-bench-"));
+  process.env.RALPH_HOME = home;
+  opts.log(`RALPH_HOME=${home}; bringing up the OpenZiti network`);
+  const net = await zitiUp();
+  const model = await startScriptedModel({ script: { kind: "reply", text: "ok" } });
+  const work = mkdtempSync(join(tmpdir(), "ralph-bench-oc-"));
+  const oc = await startOpencodeServer({ cwd: work, stateDir: join(work, "state"), logFile: join(work, "opencode.log"), config: scriptedModelConfig(model.baseUrl) });
+  const mgmt = await localManagementClient();
+  const host = await startHostTunnel({ identityFile: net.daemonIdentityFile, logFile: join(home, "bench-host.log") });
+  const cleanup: (() => Promise<unknown>)[] = [() => host.stop(), () => mgmt.close(), () => oc.stop(), () => model.close(), () => zitiDown()];
+  try {
+    await mgmt.registerService("ralph-bench-opencode", { port: oc.port });
+    const proxy = await startProxyTunnel({ identityFile: net.clientIdentityFile, service: "ralph-bench-opencode", logFile: join(home, "bench-proxy.log") });
+    cleanup.unshift(() => proxy.stop(), () => mgmt.deregisterService("ralph-bench-opencode"));
+    const headers = { authorization: basicAuth(oc.username, oc.password) };
+    opts.log(`${opts.requests} requests each, interleaved: new connection per request`);
+    const fresh = await sideBySide({ direct: { url: `${oc.url}/global/health`, agent: false }, overlay: { url: `${proxy.url}/global/health`, agent: false } }, headers, opts.requests);
+    opts.log(`${opts.requests} requests each, interleaved: keep-alive`);
+    const ka = await sideBySide(
+      {
+        direct: { url: `${oc.url}/global/health`, agent: new Agent({ keepAlive: true, maxSockets: 1 }) },
+        overlay: { url: `${proxy.url}/global/health`, agent: new Agent({ keepAlive: true, maxSockets: 1 }) },
+      },
+      headers,
+      opts.requests,
+    );
+    opts.log("SSE event latency (session.created), 50 events");
+    const sse = await sseLatency({ direct: oc.url, overlay: proxy.url }, `${oc.url}/session`, headers, 50);
+
+    opts.log("time from registration to first successful dial, 5 services");
+    const dialable: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const name = `ralph-bench-new-${i}`;
+      const p = await startProxyTunnel({ identityFile: net.clientIdentityFile, service: name, logFile: join(home, `bench-proxy-${i}.log`), readiness: async () => true });
+      const t0 = performance.now();
+      await mgmt.registerService(name, { port: oc.port });
+      await waitFor(async () => (await fetch(`${p.url}/global/health`, { headers, signal: AbortSignal.timeout(2000) })).status === 200, { what: `${name} to be dialable`, timeoutMs: 60_000, intervalMs: 50 });
+      dialable.push(performance.now() - t0);
+      await p.stop();
+      await mgmt.deregisterService(name);
+    }
+    const dial = summarize(dialable);
+    return {
+      direct: fresh.direct!,
+      overlay: fresh.overlay!,
+      direct_keepalive: ka.direct!,
+      overlay_keepalive: ka.overlay!,
+      sse: { direct: sse.direct!, overlay: sse.overlay! },
+      time_to_dialable_ms: dial.p50_ms,
+      time_to_dialable: dial,
+      tables: [
+        "Request latency, new connection per request (ms)\n" + table([["direct", fresh.direct!], ["overlay", fresh.overlay!]], fresh.direct!),
+        "Request latency, keep-alive (ms)\n" + table([["direct", ka.direct!], ["overlay", ka.overlay!]], ka.direct!),
+        "SSE event latency, session.created (ms)\n" + table([["direct", sse.direct!], ["overlay", sse.overlay!]], sse.direct!),
+        `Registration to first successful dial through a running proxy: median ${dial.p50_ms.toFixed(0)} ms (min ${dial.min_ms.toFixed(0)}, max ${dial.max_ms.toFixed(0)}, n=${dial.n})`,
+      ],
+    };
+  } finally {
+    for (const c of cleanup) await c().catch(() => undefined);
+  }
+}
