@@ -27,7 +27,7 @@ export function describeEvent(e: LoopEvent): string | undefined {
     case "run.started":
       return `${style.bold("ralph")} ${e.taskDir} on ${style.cyan(e.branch)}: ${e.passed}/${e.total} stories pass, up to ${e.maxIterations} iterations`;
     case "opencode.started":
-      return style.dim(`opencode serving on ${e.url} (pid ${e.pid})`);
+      return style.dim(`opencode reachable at ${e.url} (pid ${e.pid})`);
     case "opencode.restarted":
       return style.yellow(`opencode restarted: ${e.reason}`);
     case "iteration.started":
