@@ -12,10 +12,13 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "Node.js $(node --version) is too old: install Node.js 20 or newer"
 command -v git >/dev/null || die "git is required: install it (e.g. 'apt-get install git')"
 
-# npm ci when node_modules is missing or older than the lock file.
+# Install when node_modules is missing or older than the lock file. Not
+# `npm ci`: opencode-ai lists a binary package per platform as optional, and a
+# registry mirror that serves only this platform's leaves the others out of
+# the lock file, which `npm ci` then refuses as out of sync.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  step "Installing npm packages (npm ci; better-sqlite3 may compile, ~1 min)"
-  npm ci --no-audit --no-fund
+  step "Installing npm packages (better-sqlite3 may compile, ~1 min)"
+  npm install --no-audit --no-fund
 else
   step "npm packages are installed"
   npm run --silent build
