@@ -1,12 +1,40 @@
 #!/usr/bin/env node
 import { Command } from "commander";
-import { reportError } from "./output.js";
+import { loadDaemonConfig } from "../daemon/config.js";
+import { checkDaemon } from "../daemon/check.js";
+import { runDaemon } from "../daemon/main.js";
+import { CliError, ExitCode } from "./exit-codes.js";
+import { printJson, reportError, style } from "./output.js";
 import { VERSION } from "../version.js";
 
+const config = (path?: string) => {
+  try {
+    return loadDaemonConfig(path);
+  } catch (err) {
+    throw new CliError((err as Error).message, ExitCode.InvalidInput);
+  }
+};
+
 const program = new Command("ralphd")
-  .description("The Ralph Remote daemon: runs loops for remote clients over OpenZiti.")
-  .version(VERSION);
+  .description("The Ralph Remote daemon: runs loops for remote clients, reachable only over OpenZiti")
+  .version(VERSION)
+  .option("--config <file>", "daemon config (default: RALPH_HOME/daemon/config.json, written by 'ralph ziti up')")
+  .action(async (o: { config?: string }) => {
+    await runDaemon(config(o.config), (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+  });
 program.exitOverride();
+
+program
+  .command("check")
+  .description("Verify binaries, identity, controller, workspace and git; exit 0 only when ready")
+  .option("--config <file>", "daemon config")
+  .option("--json", "print the checks as JSON")
+  .action(async (o: { config?: string; json?: boolean }) => {
+    const results = await checkDaemon(config(o.config ?? program.opts<{ config?: string }>().config));
+    if (o.json) printJson(results);
+    else for (const r of results) process.stdout.write(`${r.ok ? style.green("ok  ") : style.red("FAIL")} ${r.name}: ${r.detail}\n`);
+    if (results.some((r) => !r.ok)) process.exitCode = ExitCode.Unavailable;
+  });
 
 try {
   await program.parseAsync(process.argv);

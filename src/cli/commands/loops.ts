@@ -1,4 +1,140 @@
-import type { Command } from "commander";
+import { Command } from "commander";
+import { execa } from "execa";
+import { ControlClient, openProxy, pickRemote } from "../../client/connection.js";
+import { isTerminal, streamEvents, type DaemonEvent } from "../../client/events.js";
+import { startRemoteLoop } from "../../client/start.js";
+import type { LoopSummary } from "../../daemon/rpc.js";
+import { LoopEventSchema } from "../../loop/events.js";
+import { opencodeBinary } from "../../opencode/binary.js";
+import { ExitCode } from "../exit-codes.js";
+import { printJson, style } from "../output.js";
+import { describeEvent, positiveInt } from "./run.js";
 
-// Filled in by the issue that owns this command group.
-export function registerLoopCommands(_program: Command): void {}
+const remoteOption = "--remote <name>";
+const remoteHelp = "the remote (default: the only one)";
+
+async function withClient<T>(remote: string | undefined, fn: (c: ControlClient) => Promise<T>): Promise<T> {
+  const client = await ControlClient.open(remote);
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
+const line = (l: LoopSummary) =>
+  `${l.id}  ${l.status.padEnd(9)}  ${l.branch}  ${l.passed}/${l.total} stories  iteration ${l.iteration}/${l.maxIterations}${l.storyId ? `  ${l.storyId}` : ""}${l.reason && l.status !== "completed" ? `  (${l.reason})` : ""}`;
+
+export function describeDaemonEvent(e: DaemonEvent): string | undefined {
+  if (e.type === "loop.status") return `${style.bold(String(e.status))}${e.reason ? ` (${String(e.reason)})` : ""}`;
+  const parsed = LoopEventSchema.safeParse(e);
+  return parsed.success ? describeEvent(parsed.data) : undefined;
+}
+
+export function registerLoopCommands(program: Command): void {
+  program
+    .command("start")
+    .description("Start a loop on a remote daemon: validates the PRD, pushes its branch, prints the loop id")
+    .argument("<task-dir>", "directory holding prd.json, inside a git repository")
+    .option(remoteOption, remoteHelp)
+    .option("--origin <url>", "git URL the daemon fetches (default: the repo's origin remote)")
+    .option("--max-iterations <n>", "iteration budget", positiveInt("--max-iterations"))
+    .option("--model <provider/model>", "model for opencode")
+    .option("--json", "print the loop as JSON")
+    .action(async (taskDir: string, o: { remote?: string; origin?: string; maxIterations?: number; model?: string; json?: boolean }) => {
+      const loop = await withClient(o.remote, (c) => startRemoteLoop(c, { taskDir, origin: o.origin, maxIterations: o.maxIterations, model: o.model }));
+      if (o.json) printJson(loop);
+      else process.stdout.write(`${loop.id}\n`);
+    });
+
+  program
+    .command("ls")
+    .description("List a remote's loops")
+    .option(remoteOption, remoteHelp)
+    .option("--json", "print as JSON")
+    .action(async (o: { remote?: string; json?: boolean }) => {
+      const { loops } = await withClient(o.remote, (c) => c.call<{ loops: LoopSummary[] }>("GET", "/loops"));
+      if (o.json) return printJson(loops);
+      for (const l of loops) process.stdout.write(line(l) + "\n");
+    });
+
+  program
+    .command("status")
+    .description("One loop's status")
+    .argument("<loop>", "loop id")
+    .option(remoteOption, remoteHelp)
+    .option("--json", "print as JSON")
+    .action(async (id: string, o: { remote?: string; json?: boolean }) => {
+      const { loop } = await withClient(o.remote, (c) => c.call<{ loop: LoopSummary }>("GET", `/loops/${encodeURIComponent(id)}`));
+      if (o.json) printJson(loop);
+      else process.stdout.write(line(loop) + "\n");
+    });
+
+  program
+    .command("logs")
+    .description("A loop's events; --follow keeps streaming (and resumes after a dropped connection) until the loop ends")
+    .argument("<loop>", "loop id")
+    .option(remoteOption, remoteHelp)
+    .option("-f, --follow", "keep streaming")
+    .option("--json", "one JSON event per line")
+    .action(async (id: string, o: { remote?: string; follow?: boolean; json?: boolean }) => {
+      await withClient(o.remote, async (c) => {
+        const { loop } = await c.call<{ loop: LoopSummary }>("GET", `/loops/${encodeURIComponent(id)}`);
+        const ended = !["starting", "running"].includes(loop.status);
+        await streamEvents(c, {
+          loopId: id,
+          follow: Boolean(o.follow) && !ended,
+          stopWhen: isTerminal,
+          onEvent: (e) => {
+            if (o.json) return printJson(e);
+            const text = describeDaemonEvent(e);
+            if (text) process.stdout.write(text + "\n");
+          },
+        });
+      });
+    });
+
+  program
+    .command("stop")
+    .description("Stop a loop and free its slot")
+    .argument("<loop>", "loop id")
+    .option(remoteOption, remoteHelp)
+    .option("--json", "print the loop as JSON")
+    .action(async (id: string, o: { remote?: string; json?: boolean }) => {
+      const { loop } = await withClient(o.remote, (c) => c.call<{ loop: LoopSummary }>("POST", `/loops/${encodeURIComponent(id)}/stop`));
+      if (o.json) printJson(loop);
+      else process.stdout.write(line(loop) + "\n");
+    });
+
+  program
+    .command("attach")
+    .description("Attach opencode's TUI to a running loop through the overlay")
+    .argument("<loop>", "loop id")
+    .option(remoteOption, remoteHelp)
+    .option("--print-url", "print the local URL and password, and keep the proxy open until Ctrl-C")
+    .action(async (id: string, o: { remote?: string; printUrl?: boolean }) => {
+      const info = await withClient(o.remote, (c) => c.call<{ service: string; username: string; password: string }>("GET", `/loops/${encodeURIComponent(id)}/attach`));
+      const { name, remote } = pickRemote(o.remote);
+      const auth = "Basic " + Buffer.from(`${info.username}:${info.password}`).toString("base64");
+      const proxy = await openProxy(name, remote, info.service, async (url) => (await fetch(`${url}/global/health`, { headers: { authorization: auth }, signal: AbortSignal.timeout(3000) })).ok);
+      try {
+        if (o.printUrl) {
+          process.stdout.write(`${proxy.url}\n`);
+          process.stderr.write(`password: OPENCODE_SERVER_PASSWORD=${info.password} (Ctrl-C closes the proxy)\n`);
+          await new Promise<void>((r) => {
+            process.once("SIGINT", () => r());
+            process.once("SIGTERM", () => r());
+          });
+        } else {
+          const r = await execa(opencodeBinary(), ["attach", proxy.url], {
+            stdio: "inherit",
+            reject: false,
+            env: { OPENCODE_SERVER_USERNAME: info.username, OPENCODE_SERVER_PASSWORD: info.password },
+          });
+          process.exitCode = r.exitCode ?? ExitCode.Error;
+        }
+      } finally {
+        await proxy.stop();
+      }
+    });
+}

@@ -1,0 +1,50 @@
+import { existsSync } from "node:fs";
+import { join, relative, resolve } from "node:path";
+import { execa } from "execa";
+import { CliError, ExitCode } from "../cli/exit-codes.js";
+import type { LoopSummary } from "../daemon/rpc.js";
+import { PrdError, loadPrd } from "../prd/prd.js";
+import type { ControlClient } from "./connection.js";
+
+const git = async (cwd: string, args: string[]) => {
+  const r = await execa("git", args, { cwd, reject: false });
+  if (r.exitCode !== 0) throw new CliError(`git ${args[0]} failed: ${r.stderr.trim()}`, ExitCode.InvalidInput);
+  return r.stdout.trim();
+};
+
+/**
+ * Validates the PRD here, pushes its branch to the origin the daemon will
+ * fetch, and asks the daemon to start the loop.
+ */
+export async function startRemoteLoop(
+  client: ControlClient,
+  opts: { taskDir: string; origin?: string; maxIterations?: number; model?: string },
+): Promise<LoopSummary> {
+  const taskDir = resolve(opts.taskDir);
+  const prdFile = join(taskDir, "prd.json");
+  if (!existsSync(prdFile)) throw new CliError(`no prd.json in ${taskDir}`, ExitCode.InvalidInput);
+  let prd;
+  try {
+    prd = loadPrd(prdFile);
+  } catch (err) {
+    throw new CliError((err as PrdError).message, ExitCode.InvalidInput);
+  }
+  const root = await git(taskDir, ["rev-parse", "--show-toplevel"]);
+  if (await git(root, ["status", "--porcelain", "--", prdFile])) {
+    throw new CliError(`${prdFile} has uncommitted changes: commit it, the daemon works from what is pushed`, ExitCode.InvalidInput);
+  }
+  const origin = opts.origin ?? (await git(root, ["remote", "get-url", "origin"]));
+  if (origin.startsWith("-")) throw new CliError(`origin "${origin}" could be read as a git option`, ExitCode.InvalidInput);
+  const branch = prd.branchName;
+  const local = await execa("git", ["rev-parse", "--verify", "--quiet", `refs/heads/${branch}`], { cwd: root, reject: false });
+  const source = local.exitCode === 0 ? `refs/heads/${branch}` : "HEAD";
+  await git(root, ["push", "-q", origin, `${source}:refs/heads/${branch}`]);
+  const res = await client.call<{ loop: LoopSummary }>("POST", "/loops", {
+    origin,
+    branch,
+    taskDir: relative(root, taskDir) || ".",
+    ...(opts.maxIterations ? { maxIterations: opts.maxIterations } : {}),
+    ...(opts.model ? { model: opts.model } : {}),
+  });
+  return res.loop;
+}

@@ -1,0 +1,197 @@
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { join } from "node:path";
+import { runLoop } from "../loop/engine.js";
+import type { LoopEvent } from "../loop/events.js";
+import { adoptOpencodeServer, startOpencodeServer, OPENCODE_USERNAME, type OpencodeServer } from "../opencode/server.js";
+import { pidAlive } from "../process/supervisor.js";
+import type { ManagementClient } from "../ziti/mgmt.js";
+import { loopServiceName } from "../ziti/roles.js";
+import type { DaemonConfig } from "./config.js";
+import { readEnvFile } from "./env-file.js";
+import { RpcError, type LoopSummary, type StartLoopRequest } from "./rpc.js";
+import { ACTIVE_STATES, type LoopRow, type LoopState, type Store, type StoredEvent } from "./store.js";
+import { Workspace, resolveTaskDirIn, validateBranch, validateOrigin, validateTaskDir } from "./workspace.js";
+
+export function summaryOf(row: LoopRow): LoopSummary {
+  const { worktree: _w, opencodeUrl: _u, opencodePid: _p, opencodePassword: _pw, ...rest } = row;
+  return rest;
+}
+
+interface Running {
+  stop: AbortController;
+  done: Promise<void>;
+}
+
+/**
+ * Runs loops for the daemon: slots, one loop per branch, a worktree and an
+ * opencode server per loop, events into the store, pushes back to the origin.
+ */
+export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
+  private readonly running = new Map<string, Running>();
+  private readonly workspace: Workspace;
+  private readonly env: Record<string, string>;
+
+  constructor(
+    private readonly config: DaemonConfig,
+    private readonly store: Store,
+    private readonly mgmt: ManagementClient,
+    private readonly log: (line: string) => void,
+  ) {
+    super();
+    this.workspace = new Workspace(config.workspaceDir);
+    this.env = readEnvFile(config.envFile);
+  }
+
+  list(): LoopSummary[] {
+    return this.store.listLoops().map(summaryOf);
+  }
+
+  get(id: string): LoopRow {
+    const row = this.store.getLoop(id);
+    if (!row) throw new RpcError("not_found", `no loop "${id}" on this daemon ('ralph ls' lists them)`);
+    return row;
+  }
+
+  activeCount(): number {
+    return this.running.size;
+  }
+
+  private record(loopId: string, event: StoredEvent["event"]): void {
+    const seq = this.store.appendEvent(loopId, event);
+    this.emit("event", { seq, loopId, event });
+  }
+
+  private setStatus(id: string, status: LoopState, reason?: string): void {
+    const ended = ACTIVE_STATES.includes(status) ? {} : { endedAt: new Date().toISOString() };
+    this.store.updateLoop(id, { status, reason: reason ?? null, ...ended });
+    this.record(id, { type: "loop.status", time: new Date().toISOString(), status, ...(reason ? { reason } : {}) });
+  }
+
+  async start(req: StartLoopRequest): Promise<LoopSummary> {
+    validateOrigin(req.origin);
+    await validateBranch(req.branch);
+    const taskDir = validateTaskDir(req.taskDir);
+    if (this.running.size >= this.config.maxConcurrentLoops) {
+      throw new RpcError("busy", `the daemon is full (${this.config.maxConcurrentLoops} loops running): stop one or wait`);
+    }
+    const clash = this.store.activeLoops().find((l) => l.origin === req.origin && l.branch === req.branch);
+    if (clash) throw new RpcError("conflict", `loop ${clash.id} is already running on branch ${req.branch} of ${req.origin}`);
+    const id = randomBytes(4).toString("hex");
+    const worktree = join(this.config.workspaceDir, "loops", id);
+    this.store.insertLoop({ id, origin: req.origin, branch: req.branch, taskDir, worktree, maxIterations: req.maxIterations, model: req.model ?? null });
+    const stop = new AbortController();
+    const done = this.execute(id, req, stop.signal).finally(() => this.running.delete(id));
+    this.running.set(id, { stop, done });
+    return summaryOf(this.get(id));
+  }
+
+  async stop(id: string): Promise<LoopSummary> {
+    const row = this.get(id);
+    const r = this.running.get(id);
+    if (!r) throw new RpcError("conflict", `loop ${id} is not running (it is ${row.status})`);
+    r.stop.abort();
+    await r.done;
+    return summaryOf(this.get(id));
+  }
+
+  /** Stops every loop (daemon shutdown). */
+  async stopAll(): Promise<void> {
+    for (const r of this.running.values()) r.stop.abort();
+    await Promise.all([...this.running.values()].map((r) => r.done));
+  }
+
+  private serverStarter(id: string, worktree: string) {
+    return async (): Promise<OpencodeServer> => {
+      const dir = join(this.config.workspaceDir, "state", id);
+      const server = await startOpencodeServer({
+        cwd: worktree,
+        stateDir: join(dir, "opencode"),
+        logFile: join(dir, "opencode.log"),
+        env: this.env,
+        // Survives a daemon crash so a restarted daemon can re-adopt it.
+        keepAliveAfterParentExit: true,
+      });
+      const service = loopServiceName(this.config.name, id);
+      await this.mgmt.deregisterService(service);
+      await this.mgmt.registerService(service, { port: server.port });
+      this.store.updateLoop(id, { opencodeUrl: server.url, opencodePid: server.pid, opencodePassword: server.password, service });
+      return server;
+    };
+  }
+
+  private async execute(id: string, req: StartLoopRequest, stop: AbortSignal, resume?: { server: OpencodeServer; iteration: number }): Promise<void> {
+    const signal = AbortSignal.any([stop, AbortSignal.timeout(this.config.loopTimeLimitSeconds * 1000)]);
+    const row = this.get(id);
+    let worktree = row.worktree;
+    try {
+      if (!resume) worktree = await this.workspace.checkout(id, req.origin, req.branch);
+      const taskDir = resolveTaskDirIn(worktree, row.taskDir);
+      this.setStatus(id, "running");
+      const result = await runLoop({
+        taskDir,
+        repoDir: worktree,
+        maxIterations: req.maxIterations,
+        model: req.model,
+        iterationTimeoutMs: req.iterationTimeoutSeconds * 1000,
+        signal,
+        startServer: this.serverStarter(id, worktree),
+        existingServer: resume?.server,
+        startIteration: resume?.iteration,
+        onEvent: (e: LoopEvent) => {
+          this.record(id, e);
+          if (e.type === "iteration.started") this.store.updateLoop(id, { iteration: e.iteration, storyId: e.storyId ?? null });
+          if (e.type === "iteration.ended" || e.type === "run.started") this.store.updateLoop(id, { passed: e.passed, total: e.total });
+        },
+        afterIteration: async ({ committed }) => {
+          if (committed) await this.pushWithRetry(id, worktree, req.branch);
+        },
+      });
+      await this.pushWithRetry(id, worktree, req.branch);
+      const reason = stop.aborted ? "stopped by request" : signal.aborted ? `time limit of ${this.config.loopTimeLimitSeconds}s reached` : result.reason;
+      this.setStatus(id, result.status, reason);
+    } catch (err) {
+      this.setStatus(id, "failed", (err as Error).message);
+    } finally {
+      const service = this.get(id).service;
+      if (service) await this.mgmt.deregisterService(service).catch(() => undefined);
+      await this.workspace.remove(worktree);
+    }
+  }
+
+  private async pushWithRetry(id: string, worktree: string, branch: string): Promise<void> {
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      try {
+        await this.workspace.push(worktree, branch);
+        return;
+      } catch (err) {
+        // Non-fatal: the next iteration's push or the final one tries again.
+        if (attempt === 3) this.log(`loop ${id}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /**
+   * After a daemon restart: loops whose opencode is still alive carry on with
+   * it; the others are marked failed with the reason.
+   */
+  readopt(): { adopted: string[]; failed: string[] } {
+    const adopted: string[] = [];
+    const failed: string[] = [];
+    for (const row of this.store.activeLoops()) {
+      if (row.opencodePid && row.opencodeUrl && row.opencodePassword && pidAlive(row.opencodePid)) {
+        const server = adoptOpencodeServer({ url: row.opencodeUrl, username: OPENCODE_USERNAME, password: row.opencodePassword, pid: row.opencodePid });
+        const stop = new AbortController();
+        const req = { origin: row.origin, branch: row.branch, taskDir: row.taskDir, maxIterations: row.maxIterations, model: row.model ?? undefined, iterationTimeoutSeconds: 1800 };
+        // The interrupted iteration counts as done; the loop resumes after it.
+        const done = this.execute(row.id, req, stop.signal, { server, iteration: row.iteration }).finally(() => this.running.delete(row.id));
+        this.running.set(row.id, { stop, done });
+        adopted.push(row.id);
+      } else {
+        this.setStatus(row.id, "failed", `ralphd restarted and the loop's opencode${row.opencodePid ? ` (pid ${row.opencodePid})` : ""} was gone`);
+        failed.push(row.id);
+      }
+    }
+    return { adopted, failed };
+  }
+}

@@ -1,0 +1,62 @@
+import { z } from "zod";
+
+/** Strings that git could read as an option, or that smuggle control characters. */
+const notAnOption = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .max(1024)
+    .refine((s) => !s.startsWith("-"), `${what} must not start with '-' (it could be read as a git option)`)
+    .refine((s) => !/[\x00-\x1f\x7f]/.test(s), `${what} must not contain control characters`);
+
+export const StartLoopRequestSchema = z.strictObject({
+  origin: notAnOption("origin"),
+  branch: notAnOption("branch"),
+  /** Relative to the repository root. */
+  taskDir: notAnOption("taskDir"),
+  maxIterations: z.number().int().min(1).max(1000).default(10),
+  model: z.string().regex(/^[A-Za-z0-9._-]+\/[A-Za-z0-9._:/-]+$/, "model must be written provider/model").optional(),
+  iterationTimeoutSeconds: z.number().int().min(10).max(24 * 3600).default(1800),
+});
+export type StartLoopRequest = z.infer<typeof StartLoopRequestSchema>;
+
+export const LoopSummarySchema = z.object({
+  id: z.string(),
+  origin: z.string(),
+  branch: z.string(),
+  taskDir: z.string(),
+  status: z.string(),
+  iteration: z.number(),
+  maxIterations: z.number(),
+  storyId: z.string().nullable(),
+  passed: z.number(),
+  total: z.number(),
+  model: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  endedAt: z.string().nullable(),
+  reason: z.string().nullable(),
+  service: z.string().nullable(),
+});
+export type LoopSummary = z.infer<typeof LoopSummarySchema>;
+
+export const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+
+export type ErrorCode = "invalid_request" | "not_found" | "conflict" | "busy" | "too_large" | "internal";
+export class RpcError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RpcError";
+  }
+}
+export const httpStatusFor: Record<ErrorCode, 400 | 404 | 409 | 503 | 413 | 500> = {
+  invalid_request: 400,
+  not_found: 404,
+  conflict: 409,
+  busy: 503,
+  too_large: 413,
+  internal: 500,
+};

@@ -1,0 +1,117 @@
+import Database from "better-sqlite3";
+import { chmodSync, existsSync } from "node:fs";
+import type { LoopEvent } from "../loop/events.js";
+
+export type LoopState = "starting" | "running" | "completed" | "exhausted" | "failed" | "stopped";
+export const ACTIVE_STATES: LoopState[] = ["starting", "running"];
+
+export interface LoopRow {
+  id: string;
+  origin: string;
+  branch: string;
+  taskDir: string;
+  worktree: string;
+  status: LoopState;
+  iteration: number;
+  storyId: string | null;
+  passed: number;
+  total: number;
+  maxIterations: number;
+  model: string | null;
+  createdAt: string;
+  updatedAt: string;
+  endedAt: string | null;
+  reason: string | null;
+  service: string | null;
+  opencodeUrl: string | null;
+  opencodePid: number | null;
+  /** Secret: returned only to callers that need to attach. */
+  opencodePassword: string | null;
+}
+
+export interface StoredEvent {
+  seq: number;
+  loopId: string;
+  event: LoopEvent | { type: "loop.status"; time: string; status: LoopState; reason?: string };
+}
+
+const MIGRATIONS = [
+  `CREATE TABLE loops (
+     id TEXT PRIMARY KEY, origin TEXT NOT NULL, branch TEXT NOT NULL, taskDir TEXT NOT NULL, worktree TEXT NOT NULL,
+     status TEXT NOT NULL, iteration INTEGER NOT NULL DEFAULT 0, storyId TEXT, passed INTEGER NOT NULL DEFAULT 0,
+     total INTEGER NOT NULL DEFAULT 0, maxIterations INTEGER NOT NULL, model TEXT, createdAt TEXT NOT NULL,
+     updatedAt TEXT NOT NULL, endedAt TEXT, reason TEXT, service TEXT, opencodeUrl TEXT, opencodePid INTEGER,
+     opencodePassword TEXT)`,
+  `CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, loopId TEXT NOT NULL, event TEXT NOT NULL)`,
+];
+
+/** The daemon's state: loops and their event log, in SQLite (WAL) so it survives a kill -9. */
+export class Store {
+  private readonly db: Database.Database;
+  constructor(
+    file: string,
+    /** Events kept for replay to reconnecting clients. */
+    private readonly retainEvents = 50_000,
+  ) {
+    const fresh = !existsSync(file);
+    this.db = new Database(file);
+    if (fresh) chmodSync(file, 0o600);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = NORMAL");
+    const version = this.db.pragma("user_version", { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.exec(MIGRATIONS[v]!);
+      this.db.pragma(`user_version = ${v + 1}`);
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  insertLoop(row: Pick<LoopRow, "id" | "origin" | "branch" | "taskDir" | "worktree" | "maxIterations" | "model">): void {
+    const now = new Date().toISOString();
+    this.db
+      .prepare(`INSERT INTO loops (id, origin, branch, taskDir, worktree, status, maxIterations, model, createdAt, updatedAt) VALUES (@id, @origin, @branch, @taskDir, @worktree, 'starting', @maxIterations, @model, @now, @now)`)
+      .run({ ...row, now });
+  }
+
+  updateLoop(id: string, patch: Partial<Omit<LoopRow, "id" | "createdAt">>): void {
+    const keys = Object.keys(patch);
+    if (keys.length === 0) return;
+    const sets = [...keys.map((k) => `${k} = @${k}`), "updatedAt = @updatedAt"].join(", ");
+    this.db.prepare(`UPDATE loops SET ${sets} WHERE id = @id`).run({ ...patch, id, updatedAt: new Date().toISOString() });
+  }
+
+  getLoop(id: string): LoopRow | undefined {
+    return this.db.prepare(`SELECT * FROM loops WHERE id = ?`).get(id) as LoopRow | undefined;
+  }
+
+  listLoops(): LoopRow[] {
+    return this.db.prepare(`SELECT * FROM loops ORDER BY createdAt DESC`).all() as LoopRow[];
+  }
+
+  activeLoops(): LoopRow[] {
+    return this.db.prepare(`SELECT * FROM loops WHERE status IN ('starting', 'running')`).all() as LoopRow[];
+  }
+
+  appendEvent(loopId: string, event: StoredEvent["event"]): number {
+    const { lastInsertRowid } = this.db.prepare(`INSERT INTO events (loopId, event) VALUES (?, ?)`).run(loopId, JSON.stringify(event));
+    const seq = Number(lastInsertRowid);
+    if (seq % 1000 === 0) this.db.prepare(`DELETE FROM events WHERE seq <= ?`).run(seq - this.retainEvents);
+    return seq;
+  }
+
+  /** Events after `seq` (optionally of one loop), oldest first. */
+  eventsAfter(seq: number, loopId?: string, limit = 1000): StoredEvent[] {
+    const rows = (loopId
+      ? this.db.prepare(`SELECT * FROM events WHERE seq > ? AND loopId = ? ORDER BY seq LIMIT ?`).all(seq, loopId, limit)
+      : this.db.prepare(`SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?`).all(seq, limit)) as { seq: number; loopId: string; event: string }[];
+    return rows.map((r) => ({ seq: r.seq, loopId: r.loopId, event: JSON.parse(r.event) as StoredEvent["event"] }));
+  }
+
+  /** The oldest seq still kept: a client asking for older ones has missed events. */
+  oldestSeq(): number {
+    return ((this.db.prepare(`SELECT MIN(seq) AS s FROM events`).get() as { s: number | null }).s ?? 0);
+  }
+}

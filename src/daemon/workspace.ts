@@ -1,0 +1,83 @@
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, realpathSync } from "node:fs";
+import { isAbsolute, join, normalize, relative, sep } from "node:path";
+import { execa } from "execa";
+import { RpcError } from "./rpc.js";
+
+// Only these transports: no ext::, fd::, or other helpers that run commands.
+const PROTOCOLS = ["-c", "protocol.allow=never", "-c", "protocol.file.allow=always", "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always"];
+
+async function git(cwd: string, args: string[], what: string): Promise<string> {
+  const r = await execa("git", [...PROTOCOLS, ...args], { cwd, reject: false, env: { GIT_TERMINAL_PROMPT: "0" } });
+  if (r.exitCode !== 0) throw new Error(`${what} failed: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" ")}`);
+  return r.stdout.trim();
+}
+
+export function validateOrigin(origin: string): void {
+  const ok = /^(file|https|ssh):\/\/[^\s]+$/.test(origin) || /^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s-][^\s]*$/.test(origin);
+  if (!ok || origin.startsWith("-")) {
+    throw new RpcError("invalid_request", `origin "${origin}" is not an allowed git URL: use file://, https://, ssh:// or user@host:path`);
+  }
+}
+
+export async function validateBranch(branch: string): Promise<void> {
+  const r = await execa("git", ["check-ref-format", "--branch", branch], { reject: false });
+  if (branch.startsWith("-") || r.exitCode !== 0) throw new RpcError("invalid_request", `branch "${branch}" is not a valid git branch name`);
+}
+
+/** A task dir relative to the repo that stays inside it. */
+export function validateTaskDir(taskDir: string): string {
+  const n = normalize(taskDir);
+  if (isAbsolute(taskDir) || n === ".." || n.startsWith(`..${sep}`)) {
+    throw new RpcError("invalid_request", `taskDir "${taskDir}" leaves the repository: give a path relative to the repository root`);
+  }
+  return n;
+}
+
+/** After checkout: symlinks must not lead the task dir out of the worktree. */
+export function resolveTaskDirIn(worktree: string, taskDir: string): string {
+  const full = join(worktree, taskDir);
+  if (!existsSync(join(full, "prd.json"))) throw new RpcError("invalid_request", `no prd.json at ${taskDir} on the branch: push the PRD first`);
+  const real = realpathSync(full);
+  const rel = relative(realpathSync(worktree), real);
+  if (rel.startsWith("..") || isAbsolute(rel)) throw new RpcError("invalid_request", `taskDir "${taskDir}" resolves outside the repository`);
+  return real;
+}
+
+/** One bare mirror per origin; a fresh worktree per loop. */
+export class Workspace {
+  constructor(private readonly dir: string) {
+    mkdirSync(join(dir, "repos"), { recursive: true, mode: 0o700 });
+    mkdirSync(join(dir, "loops"), { recursive: true, mode: 0o700 });
+  }
+
+  private bareFor(origin: string): string {
+    return join(this.dir, "repos", createHash("sha256").update(origin).digest("hex").slice(0, 16) + ".git");
+  }
+
+  /** Fetches the origin and checks out `branch` in a new worktree for loop `id`. */
+  async checkout(id: string, origin: string, branch: string): Promise<string> {
+    const bare = this.bareFor(origin);
+    if (!existsSync(bare)) {
+      await git(this.dir, ["init", "-q", "--bare", "--", bare], "git init");
+      await git(bare, ["remote", "add", "origin", origin], "git remote add");
+    }
+    // Into remote-tracking refs: fetching into a branch a worktree has checked out is refused.
+    await git(bare, ["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"], `git fetch ${origin}`);
+    const has = await execa("git", ["rev-parse", "--verify", "--quiet", `refs/remotes/origin/${branch}`], { cwd: bare, reject: false });
+    if (has.exitCode !== 0) throw new RpcError("invalid_request", `branch "${branch}" does not exist on ${origin}: push it first (ralph start does)`);
+    await git(bare, ["worktree", "prune"], "git worktree prune");
+    const worktree = join(this.dir, "loops", id);
+    await git(bare, ["worktree", "add", "-q", "-B", branch, "--", worktree, `refs/remotes/origin/${branch}`], "git worktree add");
+    return worktree;
+  }
+
+  /** Pushes the loop's branch back; never forces over someone else's work. */
+  async push(worktree: string, branch: string): Promise<void> {
+    await git(worktree, ["push", "-q", "--force-with-lease", "origin", `HEAD:refs/heads/${branch}`], "git push");
+  }
+
+  async remove(worktree: string): Promise<void> {
+    await execa("git", ["worktree", "remove", "--force", "--", worktree], { cwd: worktree, reject: false });
+  }
+}
