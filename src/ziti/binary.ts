@@ -35,6 +35,8 @@ export async function ensureZitiBinary(opts: EnsureOptions = {}): Promise<string
   const fromEnv = process.env.RALPH_ZITI_BIN;
   if (fromEnv) {
     if (!isExecutable(fromEnv)) throw new Error(`RALPH_ZITI_BIN=${fromEnv} is not an executable file; fix the path or unset it to build ziti ${ZITI_VERSION}`);
+    const v = await execa(fromEnv, ["version"], { reject: false, timeout: 15_000 });
+    if (v.exitCode !== 0) throw new Error(`RALPH_ZITI_BIN=${fromEnv} does not run '${fromEnv} version' (exit ${v.exitCode}); point it at a ziti binary or unset it to build ziti ${ZITI_VERSION}`);
     return fromEnv;
   }
   const cached = cachedZitiPath();

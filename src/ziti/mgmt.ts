@@ -16,7 +16,7 @@ export class ZitiApiError extends Error {
   }
 }
 
-interface Envelope<T> {
+export interface Envelope<T> {
   data: T;
   error?: { code?: string; message?: string; cause?: { message?: string; reason?: string } };
 }
@@ -28,6 +28,27 @@ export interface Entity {
 }
 
 export type PolicyType = "Bind" | "Dial";
+
+/** The controller's own message (and cause) for a refused call, without the query string. */
+export function controllerError(status: number, statusText: string, body: Envelope<unknown>, method: string, path: string): ZitiApiError {
+  const e = body.error ?? {};
+  const detail = e.cause?.reason ?? e.cause?.message;
+  return new ZitiApiError(status, e.code ?? "UNKNOWN", `controller refused ${method} ${path.split("?")[0]}: ${e.message ?? statusText}${detail ? ` (${detail})` : ""}`);
+}
+
+/** host.v1 and intercept.v1 data for a service forwarding to a loopback port. */
+export function serviceConfigData(name: string, port: number) {
+  return {
+    // Never "localhost": it may resolve to ::1 while the upstream is IPv4-only.
+    host: { protocol: "tcp", address: "127.0.0.1", port },
+    intercept: { protocols: ["tcp"], addresses: [`${name}.ziti`], portRanges: [{ low: port, high: port }] },
+  };
+}
+
+/** A role-attribute policy: AnyOf semantics, no posture checks. */
+export function servicePolicyBody(name: string, type: PolicyType, identityRoles: string[], serviceRoles: string[]) {
+  return { name, type, semantic: "AnyOf", identityRoles, serviceRoles, postureCheckRoles: [] as string[] };
+}
 
 /**
  * A typed client for the Edge Management API. TLS is verified against the
@@ -84,11 +105,7 @@ export class ManagementClient {
     }
     const text = await res.text();
     const json = text ? (JSON.parse(text) as Envelope<T>) : ({ data: undefined } as Envelope<T>);
-    if (!res.ok) {
-      const e = json.error ?? {};
-      const detail = e.cause?.reason ?? e.cause?.message;
-      throw new ZitiApiError(res.status, e.code ?? "UNKNOWN", `controller refused ${method} ${path.split("?")[0]}: ${e.message ?? res.statusText}${detail ? ` (${detail})` : ""}`);
-    }
+    if (!res.ok) throw controllerError(res.status, res.statusText, json, method, path);
     return json.data;
   }
 
@@ -152,7 +169,7 @@ export class ManagementClient {
   deleteIdentity = (name: string): Promise<boolean> => this.deleteByName("identities", name);
 
   ensureServicePolicy(name: string, type: PolicyType, identityRoles: string[], serviceRoles: string[]): Promise<string> {
-    return this.ensure("service-policies", { name, type, semantic: "AnyOf", identityRoles, serviceRoles, postureCheckRoles: [] });
+    return this.ensure("service-policies", servicePolicyBody(name, type, identityRoles, serviceRoles));
   }
 
   async terminators(serviceId: string): Promise<unknown[]> {
@@ -164,17 +181,9 @@ export class ManagementClient {
    * and resolves once a host tunneler has bound it (a terminator exists).
    */
   async registerService(name: string, opts: { port: number; roleAttributes?: string[]; timeoutMs?: number }): Promise<{ serviceId: string }> {
-    const hostConfig = await this.ensure("configs", {
-      name: `${name}.host.v1`,
-      configTypeId: await this.configTypeId("host.v1"),
-      // Never "localhost": it may resolve to ::1 while the upstream is IPv4-only.
-      data: { protocol: "tcp", address: "127.0.0.1", port: opts.port },
-    });
-    const interceptConfig = await this.ensure("configs", {
-      name: `${name}.intercept.v1`,
-      configTypeId: await this.configTypeId("intercept.v1"),
-      data: { protocols: ["tcp"], addresses: [`${name}.ziti`], portRanges: [{ low: opts.port, high: opts.port }] },
-    });
+    const data = serviceConfigData(name, opts.port);
+    const hostConfig = await this.ensure("configs", { name: `${name}.host.v1`, configTypeId: await this.configTypeId("host.v1"), data: data.host });
+    const interceptConfig = await this.ensure("configs", { name: `${name}.intercept.v1`, configTypeId: await this.configTypeId("intercept.v1"), data: data.intercept });
     const serviceId = await this.ensure("services", {
       name,
       configs: [hostConfig, interceptConfig],
