@@ -2,7 +2,7 @@
 // server: request latency (new connection and keep-alive), SSE event latency,
 // and time from service registration to the first successful dial.
 import { Agent, request } from "node:http";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -73,6 +73,7 @@ async function sseLatency(streams: Record<string, string>, createUrl: string, he
 }
 
 export async function runOverlayBench(opts: { requests: number; log: (s: string) => void }) {
+  const ownHome = !process.env.RALPH_HOME;
   const home = process.env.RALPH_HOME ?? mkdtempSync(join(tmpdir(), "ralph-bench-"));
   process.env.RALPH_HOME = home;
   opts.log(`RALPH_HOME=${home}; bringing up the OpenZiti network`);
@@ -82,7 +83,9 @@ export async function runOverlayBench(opts: { requests: number; log: (s: string)
   const oc = await startOpencodeServer({ cwd: work, stateDir: join(work, "state"), logFile: join(work, "opencode.log"), config: scriptedModelConfig(model.baseUrl) });
   const mgmt = await localManagementClient();
   const host = await startHostTunnel({ identityFile: net.daemonIdentityFile, logFile: join(home, "bench-host.log") });
-  const cleanup: (() => Promise<unknown>)[] = [() => host.stop(), () => mgmt.close(), () => oc.stop(), () => model.close(), () => zitiDown()];
+  const cleanup: (() => Promise<unknown>)[] = [() => host.stop(), () => mgmt.close(), () => oc.stop(), () => model.close(), () => zitiDown(),
+    // A temp home is ours to remove; a RALPH_HOME the user chose is kept.
+    async () => { rmSync(work, { recursive: true, force: true }); if (ownHome) rmSync(home, { recursive: true, force: true }); }];
   try {
     await mgmt.registerService("ralph-bench-opencode", { port: oc.port });
     const proxy = await startProxyTunnel({ identityFile: net.clientIdentityFile, service: "ralph-bench-opencode", logFile: join(home, "bench-proxy.log") });

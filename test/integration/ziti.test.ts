@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -29,11 +29,12 @@ let host: Tunnel;
 let proxy: ProxyTunnel;
 const extraTunnels: Tunnel[] = [];
 let auth: Record<string, string>;
+let work: string;
 
 before(async () => {
   network = await startTestNetwork("ralph-ziti");
   model = await startScriptedModel({ script: { kind: "reply", text: REPLY } });
-  const work = mkdtempSync(join(tmpdir(), "ralph-ziti-oc-"));
+  work = mkdtempSync(join(tmpdir(), "ralph-ziti-oc-"));
   opencode = await startOpencodeServer({ cwd: work, stateDir: join(work, "state"), logFile: join(work, "opencode.log"), config: scriptedModelConfig(model.baseUrl) });
   auth = { authorization: basicAuth(opencode.username, opencode.password) };
   mgmt = await localManagementClient();
@@ -48,6 +49,7 @@ after(async () => {
   await opencode?.stop();
   await model?.close();
   await network?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 const viaProxy = (path: string, init: RequestInit = {}) => fetch(proxy.url + path, { ...init, headers: { ...auth, "content-type": "application/json", ...(init.headers ?? {}) } });
