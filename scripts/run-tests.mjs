@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs the suite with Node's own test runner. Unit tests run in parallel;
 // integration tests run one file at a time because each brings up real
-// processes (opencode, a ziti network) on a 2-core machine.
+// processes (opencode, a ziti network) on a 2-core machine; a hung test fails
+// after 5 minutes instead of eating the CI budget.
 import { readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
@@ -12,14 +13,14 @@ const files = (dir) =>
 
 const runs = [];
 if (which === "all" || which === "unit") runs.push({ files: files("test/unit"), concurrency: 2 });
-if (which === "all" || which === "integration") runs.push({ files: files("test/integration"), concurrency: 1 });
+if (which === "all" || which === "integration") runs.push({ files: files("test/integration"), concurrency: 1, timeout: 300_000 });
 
 let failed = false;
 for (const run of runs) {
   if (run.files.length === 0) continue;
   const r = spawnSync(
     process.execPath,
-    ["--import", "tsx", "--test", `--test-concurrency=${run.concurrency}`, "--test-reporter=spec", ...run.files],
+    ["--import", "tsx", "--test", `--test-concurrency=${run.concurrency}`, "--test-reporter=spec", ...(run.timeout ? [`--test-timeout=${run.timeout}`] : []), ...run.files],
     { stdio: "inherit" },
   );
   if (r.status !== 0) failed = true;

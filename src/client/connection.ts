@@ -52,6 +52,11 @@ export class ControlClient {
     return this.proxy.url;
   }
 
+  /** The proxy tunneler's pid (it restarts itself if killed). */
+  proxyPid(): number {
+    return this.proxy.pid();
+  }
+
   close(): Promise<void> {
     return this.proxy.stop();
   }

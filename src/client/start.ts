@@ -38,7 +38,16 @@ export async function startRemoteLoop(
   const branch = prd.branchName;
   const local = await execa("git", ["rev-parse", "--verify", "--quiet", `refs/heads/${branch}`], { cwd: root, reject: false });
   const source = local.exitCode === 0 ? `refs/heads/${branch}` : "HEAD";
-  await git(root, ["push", "-q", origin, `${source}:refs/heads/${branch}`]);
+  const pushed = await execa("git", ["push", "-q", origin, `${source}:refs/heads/${branch}`], { cwd: root, reject: false });
+  if (pushed.exitCode !== 0) {
+    const behind = /rejected|non-fast-forward|fetch first/.test(pushed.stderr);
+    throw new CliError(
+      behind
+        ? `the origin's ${branch} has commits this clone lacks (an earlier loop's work?): pull them first (git pull ${origin} ${branch}), then start again`
+        : `could not push ${branch} to ${origin}: ${pushed.stderr.trim()}`,
+      ExitCode.InvalidInput,
+    );
+  }
   const res = await client.call<{ loop: LoopSummary }>("POST", "/loops", {
     origin,
     branch,

@@ -35,6 +35,9 @@ interface EventLike {
  * status. A turn that never shows `busy` is treated as never started.
  */
 export async function runTurn(server: OpencodeServer, opts: TurnOptions): Promise<TurnResult> {
+  // A stop that came while the server was starting must not be missed:
+  // abort listeners never fire for a signal that is already aborted.
+  if (opts.signal?.aborted) return { kind: "aborted" };
   const client = clientFor(server);
   const stop = new AbortController();
   const onAbort = () => stop.abort();
@@ -88,7 +91,10 @@ export async function runTurn(server: OpencodeServer, opts: TurnOptions): Promis
       );
     });
     const died = server.exited.then((): TurnResult => ({ kind: "server-exited" }));
-    const aborted = new Promise<TurnResult>((resolveAbort) => stop.signal.addEventListener("abort", () => resolveAbort({ kind: "aborted" }), { once: true }));
+    const aborted = new Promise<TurnResult>((resolveAbort) => {
+      if (stop.signal.aborted) resolveAbort({ kind: "aborted" });
+      else stop.signal.addEventListener("abort", () => resolveAbort({ kind: "aborted" }), { once: true });
+    });
     const result = await Promise.race([watch.catch((): TurnResult => (server.alive() ? { kind: "error", message: "event stream failed" } : { kind: "server-exited" })), timeout, died, aborted]);
     timers.forEach(clearTimeout);
     if (result.kind !== "idle" && result.kind !== "server-exited" && server.alive()) {

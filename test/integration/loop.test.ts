@@ -2,11 +2,12 @@
 // OpenAI-compatible model, making real tool calls and commits in a temp repo.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { runLoop } from "../../src/loop/engine.js";
+import { startOpencodeServer } from "../../src/opencode/server.js";
 import type { LoopEvent } from "../../src/loop/events.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { pidAlive, signalGroup } from "../../src/process/supervisor.js";
@@ -170,4 +171,37 @@ test("a broken PRD exits with the invalid-input code and names the field", async
   again.stderr!.on("data", (d: Buffer) => (err2 += d.toString()));
   assert.equal(await new Promise((r) => again.on("exit", (c) => r(c))), ExitCode.InvalidInput);
   assert.match(err2, /not valid JSON/);
+});
+
+test("a stop that arrives while opencode is starting ends the loop at once, not at the iteration timeout", async () => {
+  model.setScript({ kind: "hang" });
+  const f = fixture();
+  const { events, onEvent } = collect();
+  const stop = new AbortController();
+  const result = await runLoop({
+    taskDir: f.taskDir,
+    maxIterations: 3,
+    iterationTimeoutMs: 30 * 60_000,
+    signal: stop.signal,
+    onEvent,
+    startServer: async (repoDir) => {
+      const server = await startOpencodeServer({ cwd: repoDir, stateDir: join(f.home, "opencode"), logFile: join(f.home, "opencode.log") });
+      stop.abort();
+      return server;
+    },
+  });
+  assert.equal(result.status, "stopped");
+  const server = events.find((e) => e.type === "opencode.started");
+  assert.ok(server?.type === "opencode.started" && !pidAlive(server.pid), "opencode is stopped with the loop");
+});
+
+test("the loop refuses to switch a dirty working tree to the PRD branch and changes nothing", async () => {
+  const f = fixture();
+  writeFileSync(join(f.repo, "README.md"), "uncommitted edit\n");
+  await assert.rejects(runLoop({ taskDir: f.taskDir, maxIterations: 1, iterationTimeoutMs: 60_000 }), /uncommitted changes; commit or stash them before the loop switches to branch ralph\/test/);
+  assert.equal(git(f.repo, "rev-parse", "--abbrev-ref", "HEAD"), "main");
+  assert.equal(readFileSync(join(f.repo, "README.md"), "utf8"), "uncommitted edit\n");
+  const r = spawnSync(process.execPath, [cli, "run", f.taskDir], { env: { ...process.env, RALPH_HOME: f.home } });
+  assert.equal(r.status, ExitCode.InvalidInput);
+  assert.match(r.stderr.toString(), /uncommitted changes/);
 });

@@ -1,0 +1,216 @@
+// ralphd and the remote client end to end on one machine: a real OpenZiti
+// network and tunnelers, ralphd as a subprocess, real opencode servers driven
+// by the scripted model, git over a file:// origin.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ControlClient } from "../../src/client/connection.js";
+import { streamEvents, isTerminal, type DaemonEvent } from "../../src/client/events.js";
+import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
+import { pidAlive, signalGroup } from "../../src/process/supervisor.js";
+import { enrollIdentity } from "../../src/ziti/enroll.js";
+import { localManagementClient } from "../../src/ziti/network.js";
+import { waitFor } from "../../src/util/wait.js";
+import { ExitCode } from "../../src/cli/exit-codes.js";
+import { startTestNetwork } from "../support/ziti-network.js";
+import { makeProject, ralph, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
+import { gitEnv } from "../support/loop-fixtures.js";
+
+let network: Awaited<ReturnType<typeof startTestNetwork>>;
+let model: ScriptedModel;
+let daemon: Awaited<ReturnType<typeof startRalphd>>;
+let home: string;
+let project: { repo: string; origin: string };
+const opencodePids: number[] = [];
+
+before(async () => {
+  Object.assign(process.env, gitEnv);
+  network = await startTestNetwork("ralph-daemon");
+  home = network.home;
+  setDaemonConfig(home, { maxConcurrentLoops: 2 });
+  model = await startScriptedModel({ script: { kind: "ralph-agent" } });
+  project = makeProject(mkdtempSync(join(tmpdir(), "ralph-project-")), model.baseUrl, ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven"]);
+  daemon = await startRalphd(home);
+});
+
+after(async () => {
+  if (daemon?.child.exitCode === null) {
+    daemon.child.kill("SIGTERM");
+    await new Promise((r) => daemon.child.once("exit", r));
+  }
+  for (const pid of opencodePids) signalGroup(pid, "SIGKILL");
+  await model?.close();
+  await network?.stop();
+});
+
+const gitIn = (...args: string[]) => execFileSync("git", args, { cwd: project.repo }).toString().trim();
+
+async function startLoop(branch: string): Promise<string> {
+  gitIn("switch", "-q", branch);
+  const r = await ralph(home, ["start", "task"], project.repo);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+async function loopStatus(id: string): Promise<{ status: string; passed: number; total: number; iteration: number }> {
+  const r = await ralph(home, ["status", id, "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+const waitStatus = (id: string, ok: (s: { status: string; iteration: number }) => boolean, what: string) =>
+  waitFor(async () => ok(await loopStatus(id)), { what, timeoutMs: 120_000, intervalMs: 500 });
+
+test("two loops started remotely on two branches run concurrently and complete; the origin has both branches", async () => {
+  model.setScript({ kind: "ralph-agent" });
+  const [a, b] = [await startLoop("ralph/one"), await startLoop("ralph/two")];
+  const ls = JSON.parse((await ralph(home, ["ls", "--json"])).stdout) as { id: string; status: string }[];
+  assert.deepEqual(new Set(ls.filter((l) => l.status === "running" || l.status === "starting").map((l) => l.id)), new Set([a, b]), "both run at once");
+  for (const id of [a, b]) await waitStatus(id, (s) => s.status === "completed", `loop ${id} to complete`);
+  for (const branch of ["ralph/one", "ralph/two"]) {
+    const prd = JSON.parse(execFileSync("git", ["--git-dir", project.origin, "show", `${branch}:task/prd.json`]).toString()) as { userStories: { passes: boolean }[] };
+    assert.ok(prd.userStories.every((s) => s.passes), `${branch} on the origin has every story passing`);
+    const subjects = execFileSync("git", ["--git-dir", project.origin, "log", "--format=%s", `main..${branch}`]).toString();
+    assert.match(subjects, /feat: \[A2\]/);
+    assert.match(subjects, /feat: \[A1\]/);
+  }
+});
+
+test("following a loop's events survives a killed proxy without missing one", async () => {
+  model.setScript({ kind: "ralph-agent" });
+  const id = await startLoop("ralph/three");
+  const client = await ControlClient.open();
+  const seen: DaemonEvent[] = [];
+  let killed = false;
+  try {
+    await streamEvents(client, {
+      loopId: id,
+      follow: true,
+      stopWhen: isTerminal,
+      onEvent: (e) => {
+        seen.push(e);
+        if (!killed && e.type === "iteration.started") {
+          killed = true;
+          signalGroup(client.proxyPid(), "SIGKILL");
+        }
+      },
+    });
+    const all: DaemonEvent[] = [];
+    await streamEvents(client, { loopId: id, follow: false, onEvent: (e) => all.push(e) });
+    assert.ok(killed);
+    assert.deepEqual(seen.map((e) => e.seq), all.map((e) => e.seq), "every event exactly once, in order");
+    assert.ok(seen.some((e) => e.type === "run.ended"));
+  } finally {
+    await client.close();
+  }
+  const logs = await ralph(home, ["logs", id]);
+  assert.equal(logs.code, 0);
+  assert.match(logs.stdout, /#1 A1/);
+  assert.match(logs.stdout, /completed/);
+});
+
+test("ralph stop stops a loop and frees its slot", async () => {
+  model.setScript({ kind: "hang" });
+  const before = model.requestCount();
+  const id = await startLoop("ralph/four");
+  await waitFor(() => model.requestCount() > before, { what: "the loop's first model request", timeoutMs: 60_000 });
+  const stopped = await ralph(home, ["stop", id, "--json"]);
+  assert.equal(stopped.code, 0, stopped.stderr);
+  assert.equal(JSON.parse(stopped.stdout).status, "stopped");
+  const client = await ControlClient.open();
+  try {
+    const health = await client.call<{ loops: { active: number } }>("GET", "/health");
+    assert.equal(health.loops.active, 0);
+  } finally {
+    await client.close();
+  }
+  model.setScript({ kind: "ralph-agent" });
+});
+
+test("refused requests get a clear error and change nothing", async () => {
+  const client = await ControlClient.open();
+  try {
+    const refused = async (body: unknown, pattern: RegExp) => {
+      await assert.rejects(client.call("POST", "/loops", body), (e: Error & { exitCode?: number }) => pattern.test(e.message) && e.exitCode === ExitCode.InvalidInput);
+    };
+    const ok = { origin: `file://${project.origin}`, branch: "ralph/one", taskDir: "task" };
+    await refused({ ...ok, origin: "--upload-pack=touch /tmp/pwned" }, /origin must not start with '-'/);
+    await refused({ ...ok, origin: "ext::sh -c touch% /tmp/pwned" }, /not an allowed git URL/);
+    await refused({ ...ok, branch: "-f" }, /branch must not start with '-'/);
+    await refused({ ...ok, branch: "bad..name" }, /not a valid git branch name/);
+    await refused({ ...ok, taskDir: "../../etc" }, /leaves the repository/);
+    await refused({ ...ok, taskDir: "/etc" }, /leaves the repository/);
+    await refused({ ...ok, sneaky: true }, /Unrecognized key/);
+    await refused({ ...ok, maxIterations: -1 }, /maxIterations/);
+    await refused({ ...ok, taskDir: "x".repeat(70 * 1024) }, /over 65536 bytes/);
+    const res = await fetch(`${client.url}/loops`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
+    assert.equal(res.status, 400);
+    assert.match(((await res.json()) as { error: { message: string } }).error.message, /not valid JSON/);
+    await assert.rejects(client.call("GET", "/loops/nope"), (e: Error & { exitCode?: number }) => /no loop "nope"/.test(e.message) && e.exitCode === ExitCode.NotFound);
+    const { loops } = await client.call<{ loops: unknown[] }>("GET", "/loops");
+    assert.equal(loops.length, 4, "no refused request created a loop");
+  } finally {
+    await client.close();
+  }
+  const unknown = await ralph(home, ["status", "nope"]);
+  assert.equal(unknown.code, ExitCode.NotFound);
+});
+
+test("a full daemon and a second loop on a running branch are refused", async () => {
+  model.setScript({ kind: "hang" });
+  const a = await startLoop("ralph/six");
+  const dup = await ralph(home, ["start", "task"], project.repo);
+  assert.equal(dup.code, ExitCode.InvalidInput);
+  assert.match(dup.stderr, /already running on branch ralph\/six/);
+  const b = await startLoop("ralph/seven");
+  gitIn("switch", "-q", "ralph/four");
+  const full = await ralph(home, ["start", "task"], project.repo);
+  assert.equal(full.code, ExitCode.InvalidInput);
+  assert.match(full.stderr, /daemon is full \(2 loops running\)/);
+  for (const id of [a, b]) assert.equal((await ralph(home, ["stop", id])).code, 0);
+  model.setScript({ kind: "ralph-agent" });
+});
+
+test("an identity without a Dial policy cannot reach the control service", async () => {
+  const mgmt = await localManagementClient();
+  try {
+    const { id } = await mgmt.request<{ id: string }>("POST", "/identities", { name: "outsider", type: "Default", isAdmin: false, roleAttributes: [], enrollment: { ott: true } });
+    const jwt = (await mgmt.request<{ enrollment: { ott: { jwt: string } } }>("GET", `/identities/${id}`)).enrollment.ott.jwt;
+    await enrollIdentity(jwt, join(home, "outsider.json"));
+  } finally {
+    await mgmt.close();
+  }
+  assert.equal((await ralph(home, ["remote", "add", "outsider", "--identity", join(home, "outsider.json"), "--service", "ralph-control-local"])).code, 0);
+  const r = await ralph(home, ["ls", "--remote", "outsider"]);
+  assert.equal(r.code, ExitCode.Unavailable);
+  assert.match(r.stderr, /cannot reach ralph-control-local on remote "outsider"/);
+  assert.equal((await ralph(home, ["remote", "rm", "outsider"])).code, 0);
+});
+
+test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which then completes", async () => {
+  model.setScript({ kind: "hang" });
+  const before = model.requestCount();
+  const id = await startLoop("ralph/five");
+  await waitFor(() => model.requestCount() > before, { what: "the loop's first model request", timeoutMs: 60_000 });
+  daemon.child.kill("SIGKILL");
+  await new Promise((res) => daemon.child.once("exit", res));
+  model.setScript({ kind: "ralph-agent" });
+  daemon = await startRalphd(home);
+  assert.match(daemon.log(), new RegExp(`re-adopted running loops: ${id}`));
+  await waitStatus(id, (s) => s.status === "completed", "the re-adopted loop to complete");
+  const events: DaemonEvent[] = [];
+  const client = await ControlClient.open();
+  try {
+    await streamEvents(client, { loopId: id, follow: false, onEvent: (e) => events.push(e) });
+  } finally {
+    await client.close();
+  }
+  const started = events.filter((e) => e.type === "opencode.started");
+  assert.equal(started.length, 1, "the same opencode server carried on after the restart");
+  const pid = Number(started[0]!.pid);
+  opencodePids.push(pid);
+  assert.equal(pidAlive(pid), false, "and was stopped when the loop ended");
+});

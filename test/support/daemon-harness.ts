@@ -1,0 +1,71 @@
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { scriptedModelConfig } from "../../src/model/opencode-config.js";
+import { waitFor } from "../../src/util/wait.js";
+import { git } from "./loop-fixtures.js";
+
+export const cli = join(process.cwd(), "dist", "cli", "ralph.js");
+const ralphd = join(process.cwd(), "dist", "cli", "ralphd.js");
+const run = promisify(execFile);
+
+export async function ralph(home: string, args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [cli, ...args], { env: { ...process.env, RALPH_HOME: home }, cwd });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** ralphd as a real subprocess, ready once it has registered its control service. */
+export async function startRalphd(home: string): Promise<{ child: ChildProcess; pid: number; log: () => string }> {
+  const logFile = join(home, `ralphd-${Date.now()}.log`);
+  let out = "";
+  const child = spawn(process.execPath, [ralphd], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout!.on("data", (d: Buffer) => (out += d));
+  child.stderr!.on("data", (d: Buffer) => (out += d));
+  const log = () => out;
+  await waitFor(() => out.includes(" ready: ") || (child.exitCode !== null ? Promise.reject(new Error(`ralphd exited: ${out}`)) : false), {
+    what: "ralphd to be ready",
+    timeoutMs: 60_000,
+  });
+  writeFileSync(logFile, out);
+  return { child, pid: child.pid!, log };
+}
+
+export function setDaemonConfig(home: string, patch: Record<string, unknown>): void {
+  const file = join(home, "daemon", "config.json");
+  writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), ...patch }, null, 2));
+}
+
+/** A local repo whose origin is a file:// bare repo, with one PRD per branch. */
+export function makeProject(root: string, modelBaseUrl: string, branches: string[]): { repo: string; origin: string } {
+  const origin = join(root, "origin.git");
+  const repo = join(root, "work");
+  if (!existsSync(origin)) {
+    mkdirSync(root, { recursive: true });
+    git(root, "init", "-q", "--bare", origin);
+  }
+  mkdirSync(join(repo, "task"), { recursive: true });
+  git(repo, "init", "-q", "-b", "main");
+  writeFileSync(join(repo, "opencode.json"), JSON.stringify(scriptedModelConfig(modelBaseUrl), null, 2));
+  writeFileSync(join(repo, "README.md"), "project\n");
+  git(repo, "add", "-A");
+  git(repo, "commit", "-q", "-m", "init");
+  git(repo, "remote", "add", "origin", `file://${origin}`);
+  git(repo, "push", "-q", "origin", "main");
+  for (const b of branches) {
+    git(repo, "switch", "-q", "-c", b, "main");
+    mkdirSync(join(repo, "task"), { recursive: true });
+    writeFileSync(
+      join(repo, "task", "prd.json"),
+      JSON.stringify({ branchName: b, userStories: [{ id: "A1", title: `First on ${b}`, priority: 1 }, { id: "A2", title: `Second on ${b}`, priority: 2 }] }, null, 2),
+    );
+    git(repo, "add", "-A");
+    git(repo, "commit", "-q", "-m", `PRD for ${b}`);
+  }
+  return { repo, origin };
+}
