@@ -1,4 +1,5 @@
-import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,11 +11,48 @@ import { cacheDir } from "../config/paths.js";
  * here serves; tools/ziti pins its module graph and checksums.
  */
 export const ZITI_VERSION = "v1.7.2";
-const ZITI_PACKAGE = "github.com/openziti/ziti/ziti";
-const VERSION_LDFLAG = `-X github.com/openziti/ziti/common/version.Version=${ZITI_VERSION}`;
 
 const toolsDir = (): string => join(dirname(fileURLToPath(import.meta.url)), "..", "..", "tools", "ziti");
-export const cachedZitiPath = (): string => join(cacheDir(), "ziti", ZITI_VERSION, "ziti");
+
+/** The client-side dialer is our own source: its cache key is its content. */
+const dialerKey = (): string =>
+  createHash("sha256")
+    .update(readFileSync(join(toolsDir(), "dialer", "main.go")))
+    .update(readFileSync(join(toolsDir(), "go.sum")))
+    .digest("hex")
+    .slice(0, 12);
+
+interface GoProgram {
+  /** What the user sees in progress and errors. */
+  title: string;
+  /** Environment variable naming an existing binary instead. */
+  envVar: string;
+  /** Arguments the env-var binary must run with exit 0, to show it is the right program. */
+  probeArgs: string[];
+  pkg: string;
+  ldflags: string[];
+  cachePath: () => string;
+}
+
+const programs = {
+  ziti: {
+    title: `ziti ${ZITI_VERSION}`,
+    envVar: "RALPH_ZITI_BIN",
+    probeArgs: ["version"],
+    pkg: "github.com/openziti/ziti/ziti",
+    // Without it the binary reports v0.0.0.
+    ldflags: ["-ldflags", `-X github.com/openziti/ziti/common/version.Version=${ZITI_VERSION}`],
+    cachePath: () => join(cacheDir(), "ziti", ZITI_VERSION, "ziti"),
+  },
+  dialer: {
+    title: "ralph-ziti-dial (the client's loopback-only dialer)",
+    envVar: "RALPH_ZITI_DIAL_BIN",
+    probeArgs: ["-h"],
+    pkg: "./dialer",
+    ldflags: [],
+    cachePath: () => join(cacheDir(), "ziti", ZITI_VERSION, `ralph-ziti-dial-${dialerKey()}`),
+  },
+} satisfies Record<string, GoProgram>;
 
 const isExecutable = (p: string): boolean => {
   try {
@@ -30,35 +68,42 @@ export interface EnsureOptions {
   onProgress?: (line: string) => void;
 }
 
-/** RALPH_ZITI_BIN, else the cached build, else builds it now. */
-export async function ensureZitiBinary(opts: EnsureOptions = {}): Promise<string> {
-  const fromEnv = process.env.RALPH_ZITI_BIN;
+async function ensureProgram(p: GoProgram, opts: EnsureOptions): Promise<string> {
+  const fromEnv = process.env[p.envVar];
   if (fromEnv) {
-    if (!isExecutable(fromEnv)) throw new Error(`RALPH_ZITI_BIN=${fromEnv} is not an executable file; fix the path or unset it to build ziti ${ZITI_VERSION}`);
-    const v = await execa(fromEnv, ["version"], { reject: false, timeout: 15_000 });
-    if (v.exitCode !== 0) throw new Error(`RALPH_ZITI_BIN=${fromEnv} does not run '${fromEnv} version' (exit ${v.exitCode}); point it at a ziti binary or unset it to build ziti ${ZITI_VERSION}`);
+    if (!isExecutable(fromEnv)) throw new Error(`${p.envVar}=${fromEnv} is not an executable file; fix the path or unset it to build ${p.title}`);
+    const v = await execa(fromEnv, p.probeArgs, { reject: false, timeout: 15_000 });
+    if (v.exitCode !== 0) {
+      throw new Error(`${p.envVar}=${fromEnv} does not run '${fromEnv} ${p.probeArgs.join(" ")}' (exit ${v.exitCode}); point it at ${p.title} or unset it to build it`);
+    }
     return fromEnv;
   }
-  const cached = cachedZitiPath();
+  const cached = p.cachePath();
   if (isExecutable(cached)) return cached;
-  await buildZiti(cached, opts.onProgress ?? (() => undefined));
+  await goBuild(p, cached, opts.onProgress ?? (() => undefined));
   return cached;
 }
 
-async function buildZiti(target: string, progress: (line: string) => void): Promise<void> {
+/** RALPH_ZITI_BIN, else the cached build, else builds it now. */
+export const ensureZitiBinary = (opts: EnsureOptions = {}): Promise<string> => ensureProgram(programs.ziti, opts);
+
+/** RALPH_ZITI_DIAL_BIN, else the cached build, else builds it now. */
+export const ensureDialerBinary = (opts: EnsureOptions = {}): Promise<string> => ensureProgram(programs.dialer, opts);
+
+async function goBuild(p: GoProgram, target: string, progress: (line: string) => void): Promise<void> {
   const go = await execa("go", ["version"], { reject: false }).catch(() => undefined);
   if (!go || go.exitCode !== 0) {
-    throw new Error(`building ziti ${ZITI_VERSION} needs the Go toolchain (1.25 or newer): install Go (https://go.dev/doc/install or 'apt-get install golang'), or set RALPH_ZITI_BIN to an existing ziti binary`);
+    throw new Error(`building ${p.title} needs the Go toolchain (1.25 or newer): install Go (https://go.dev/doc/install or 'apt-get install golang'), or set ${p.envVar} to an existing binary`);
   }
   const work = mkdtempSync(join(tmpdir(), "ralph-ziti-build-"));
   try {
     cpSync(toolsDir(), work, { recursive: true });
     mkdirSync(dirname(target), { recursive: true });
-    const out = join(work, "ziti");
-    progress(`building ziti ${ZITI_VERSION} from the Go module proxy (${go.stdout.trim()}); this takes a few minutes on first run`);
+    const out = join(work, "out");
+    progress(`building ${p.title} from the Go module proxy (${go.stdout.trim()}); the first build takes a few minutes`);
     const t0 = Date.now();
     let last = "";
-    const child = execa("go", ["build", "-o", out, "-ldflags", VERSION_LDFLAG, ZITI_PACKAGE], {
+    const child = execa("go", ["build", "-o", out, ...p.ldflags, p.pkg], {
       cwd: work,
       env: { GOFLAGS: "-mod=readonly -buildvcs=false" },
       all: true,
@@ -71,12 +116,14 @@ async function buildZiti(target: string, progress: (line: string) => void): Prom
     const beat = setInterval(() => progress(`  ... ${Math.round((Date.now() - t0) / 1000)}s${last ? `: ${last.slice(0, 100)}` : ""}`), 15_000);
     const r = await child.finally(() => clearInterval(beat));
     if (r.exitCode !== 0) {
-      throw new Error(`go build of ziti ${ZITI_VERSION} failed (exit ${r.exitCode}):\n${(r.all ?? "").split("\n").slice(-15).join("\n")}\nCheck that the Go module proxy is reachable (GOPROXY) and Go is 1.25 or newer, or set RALPH_ZITI_BIN`);
+      throw new Error(
+        `go build of ${p.title} failed (exit ${r.exitCode}):\n${(r.all ?? "").split("\n").slice(-15).join("\n")}\nCheck that the Go module proxy is reachable (GOPROXY) and Go is 1.25 or newer, or set ${p.envVar}`,
+      );
     }
     const staged = `${target}.${process.pid}.tmp`;
     cpSync(out, staged);
     renameSync(staged, target);
-    progress(`built ziti ${ZITI_VERSION} in ${Math.round((Date.now() - t0) / 1000)}s -> ${target}`);
+    progress(`built ${p.title} in ${Math.round((Date.now() - t0) / 1000)}s -> ${target}`);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { ControllerConfig } from "../daemon/config.js";
 import { waitFor } from "../util/wait.js";
-import { Roles } from "./roles.js";
+import { DIAL_POLICY, Roles, bindPolicyName, hostedBy, serviceRoles } from "./roles.js";
 
 /** An error answered by the controller, with its own message. */
 export class ZitiApiError extends Error {
@@ -168,26 +168,64 @@ export class ManagementClient {
 
   deleteIdentity = (name: string): Promise<boolean> => this.deleteByName("identities", name);
 
-  ensureServicePolicy(name: string, type: PolicyType, identityRoles: string[], serviceRoles: string[]): Promise<string> {
-    return this.ensure("service-policies", servicePolicyBody(name, type, identityRoles, serviceRoles));
+  /** Creates the policy, or rewrites it when it exists, so its grants are exactly these. */
+  async ensureServicePolicy(name: string, type: PolicyType, identityRoles: string[], serviceRoles: string[]): Promise<string> {
+    const body = servicePolicyBody(name, type, identityRoles, serviceRoles);
+    const existing = await this.findByName("service-policies", name);
+    if (!existing) return (await this.request<{ id: string }>("POST", "/service-policies", body)).id;
+    await this.request("PUT", `/service-policies/${existing.id}`, body);
+    return existing.id;
   }
 
-  async terminators(serviceId: string): Promise<unknown[]> {
-    return this.request<unknown[]>("GET", `/services/${serviceId}/terminators`);
+  /** Clients tagged ralph-client may dial every Ralph service. */
+  ensureDialPolicy(): Promise<string> {
+    return this.ensureServicePolicy(DIAL_POLICY, "Dial", [`#${Roles.client}`], [`#${Roles.service}`]);
+  }
+
+  /** Exactly this identity may bind exactly the services of daemon `daemonName`. */
+  ensureDaemonBindPolicy(daemonName: string, identityId: string): Promise<string> {
+    return this.ensureServicePolicy(bindPolicyName(daemonName), "Bind", [`@${identityId}`], [`#${hostedBy(daemonName)}`]);
+  }
+
+  /** Deletes daemon `daemonName`'s Bind policy if it names this identity. */
+  async deleteDaemonBindPolicy(daemonName: string, identityId: string): Promise<boolean> {
+    const policy = await this.findByName<Entity & { identityRoles?: string[] }>("service-policies", bindPolicyName(daemonName));
+    if (!policy?.identityRoles?.includes(`@${identityId}`)) return false;
+    await this.request("DELETE", `/service-policies/${policy.id}`);
+    return true;
+  }
+
+  /** Replaces the password of the identity this client is logged in as. */
+  async changeOwnPassword(currentPassword: string, password: string): Promise<void> {
+    const authenticators = await this.request<{ id: string; method: string; username?: string }[]>("GET", "/current-identity/authenticators");
+    const updb = authenticators.find((a) => a.method === "updb");
+    if (!updb?.username) throw new Error("the controller shows no password authenticator for this login");
+    await this.request("PUT", `/current-identity/authenticators/${updb.id}`, { username: updb.username, currentPassword, password });
+  }
+
+  async terminators(serviceId: string): Promise<{ id: string }[]> {
+    return this.request<{ id: string }[]>("GET", `/services/${serviceId}/terminators`);
+  }
+
+  /** The controller's own analysis of what the policies let an identity do with a service. */
+  async policyAdvice(identityId: string, serviceId: string): Promise<{ bind: boolean; dial: boolean }> {
+    // The controller leaves out fields that are false.
+    const a = await this.request<{ isBindAllowed?: boolean; isDialAllowed?: boolean }>("GET", `/identities/${identityId}/policy-advice/${serviceId}`);
+    return { bind: a.isBindAllowed === true, dial: a.isDialAllowed === true };
   }
 
   /**
    * Registers a service that forwards to 127.0.0.1:port on the hosting side
    * and resolves once a host tunneler has bound it (a terminator exists).
    */
-  async registerService(name: string, opts: { port: number; roleAttributes?: string[]; timeoutMs?: number }): Promise<{ serviceId: string }> {
+  async registerService(name: string, opts: { port: number; daemon: string; timeoutMs?: number }): Promise<{ serviceId: string }> {
     const data = serviceConfigData(name, opts.port);
     const hostConfig = await this.ensure("configs", { name: `${name}.host.v1`, configTypeId: await this.configTypeId("host.v1"), data: data.host });
     const interceptConfig = await this.ensure("configs", { name: `${name}.intercept.v1`, configTypeId: await this.configTypeId("intercept.v1"), data: data.intercept });
     const serviceId = await this.ensure("services", {
       name,
       configs: [hostConfig, interceptConfig],
-      roleAttributes: opts.roleAttributes ?? [Roles.service],
+      roleAttributes: serviceRoles(opts.daemon),
       encryptionRequired: true,
     });
     await waitFor(async () => (await this.terminators(serviceId)).length > 0, {

@@ -11,7 +11,8 @@ import { waitFor } from "../util/wait.js";
 import { ensureZitiBinary } from "./binary.js";
 import { enrollIdentity } from "./enroll.js";
 import { ManagementClient } from "./mgmt.js";
-import { Roles, controlServiceName } from "./roles.js";
+import { identityIdOf } from "./identity-file.js";
+import { controlServiceName } from "./roles.js";
 
 const NetworkStateSchema = z.object({
   ctrlPort: z.number().int(),
@@ -23,8 +24,6 @@ type NetworkState = z.infer<typeof NetworkStateSchema>;
 
 export const LOCAL_NAME = "local";
 export const localIdentityName = (role: "daemon" | "client") => `ralph-${role}-${LOCAL_NAME}`;
-const BIND_POLICY = "ralph-daemons-bind-services";
-const DIAL_POLICY = "ralph-clients-dial-services";
 
 const dir = () => homeDir("ziti");
 const paths = () => ({
@@ -74,11 +73,22 @@ async function controllerReady(state: NetworkState): Promise<boolean> {
   }
 }
 
+/**
+ * The quickstart listens on every interface; nothing of ours may listen beyond
+ * loopback, so its listeners are rewritten to 127.0.0.1 before every start.
+ */
+function bindToLoopback(home: string): void {
+  for (const f of ["ctrl.yaml", "router-quickstart.yaml"]) {
+    const file = join(home, f);
+    if (existsSync(file)) writeFileSync(file, readFileSync(file, "utf8").replace(/0\.0\.0\.0:/g, "127.0.0.1:"));
+  }
+}
+
 async function startQuickstart(state: NetworkState, progress: (s: string) => void): Promise<number> {
   const ziti = await ensureZitiBinary({ onProgress: progress });
   const p = paths();
   const firstStart = !existsSync(join(p.home, "ctrl.yaml"));
-  const launch = async () => {
+  const launch = async (bootstrapPassword?: string) => {
     const proc = await SupervisedProcess.spawn({
       name: "ziti quickstart",
       command: ziti,
@@ -86,9 +96,13 @@ async function startQuickstart(state: NetworkState, progress: (s: string) => voi
         "edge", "quickstart", "--home", p.home,
         "--ctrl-address", "127.0.0.1", "--ctrl-port", String(state.ctrlPort),
         "--router-address", "127.0.0.1", "--router-port", String(state.routerPort),
-        "--username", state.username, "--password", readFileSync(p.password, "utf8").trim(),
+        "--username", state.username,
+        // Only read when the network is created; later starts carry no secret.
+        ...(bootstrapPassword ? ["--password", bootstrapPassword] : []),
       ],
-      env: { ...process.env, ZITI_CONFIG_DIR: p.configDir },
+      // The controller is created listening on loopback; the router's template
+      // has no such setting, hence bindToLoopback before the lasting start.
+      env: { ...process.env, ZITI_CONFIG_DIR: p.configDir, ZITI_CTRL_BIND_ADDRESS: "127.0.0.1", ZITI_CTRL_EDGE_BIND_ADDRESS: "127.0.0.1" },
       logFile: p.log,
       outputToFileOnly: true,
     });
@@ -100,17 +114,27 @@ async function startQuickstart(state: NetworkState, progress: (s: string) => voi
     return proc;
   };
   progress(firstStart ? "starting a new OpenZiti network (controller + router) on 127.0.0.1" : "starting the OpenZiti network");
-  let proc = await launch();
-  if (firstStart) {
-    // The quickstart listens on every interface; nothing of ours may listen
-    // beyond loopback, so bind its listeners to 127.0.0.1 and restart once.
-    await proc.stop(10_000);
-    for (const f of ["ctrl.yaml", "router-quickstart.yaml"]) {
-      const file = join(p.home, f);
-      writeFileSync(file, readFileSync(file, "utf8").replace(/0\.0\.0\.0:/g, "127.0.0.1:"));
-    }
-    proc = await launch();
+  if (!firstStart) {
+    bindToLoopback(p.home);
+    return (await launch()).pid;
   }
+
+  // A command line is visible to every user of the machine, so the network is
+  // created with a throwaway password that is replaced through the API at once.
+  const bootstrap = randomBytes(24).toString("base64url");
+  const admin = randomBytes(24).toString("base64url");
+  writePrivate(p.password, bootstrap + "\n");
+  let proc = await launch(bootstrap);
+  const m = await ManagementClient.connect(localController(state));
+  try {
+    await m.changeOwnPassword(bootstrap, admin);
+  } finally {
+    await m.close();
+  }
+  writePrivate(p.password, admin + "\n");
+  await proc.stop(10_000);
+  bindToLoopback(p.home);
+  proc = await launch();
   return proc.pid;
 }
 
@@ -118,24 +142,34 @@ async function ensureIdentity(m: ManagementClient, name: string, role: "daemon" 
   const file = paths().identity(name);
   if (existsSync(file) && (await m.getIdentity(name))) return file;
   await m.deleteIdentity(name);
-  const { jwt } = await m.createIdentity(name, role);
-  await enrollIdentity(jwt, file);
+  await enrollIdentity((await m.createIdentity(name, role)).jwt, file);
   return file;
 }
 
-/** Ensures the policies that let daemons Bind and clients Dial Ralph's services, and nothing else. */
-export async function ensureRalphPolicies(m: ManagementClient): Promise<void> {
-  await m.ensureServicePolicy(BIND_POLICY, "Bind", [`#${Roles.daemon}`], [`#${Roles.service}`]);
-  await m.ensureServicePolicy(DIAL_POLICY, "Dial", [`#${Roles.client}`], [`#${Roles.service}`]);
+/**
+ * Creates and enrols an identity for another machine: a client that may dial
+ * Ralph's services, or the daemon `name` that may bind only its own.
+ */
+export async function createMachineIdentity(m: ManagementClient, name: string, role: "daemon" | "client", outFile: string): Promise<void> {
+  const { id, jwt } = await m.createIdentity(name, role);
+  await enrollIdentity(jwt, outFile);
+  if (role === "daemon") await m.ensureDaemonBindPolicy(name, id);
+}
+
+/** Deletes an identity, and the Bind policy that named it; false when there is none. */
+export async function revokeMachineIdentity(m: ManagementClient, name: string): Promise<boolean> {
+  const identity = await m.getIdentity(name);
+  if (!identity) return false;
+  await m.deleteIdentity(name);
+  await m.deleteDaemonBindPolicy(name, identity.id);
+  return true;
 }
 
 /** Starts (or reuses) the embedded network and makes the local daemon and client ready to use. */
 export async function zitiUp(opts: { onProgress?: (line: string) => void } = {}): Promise<LocalNetwork> {
   const progress = opts.onProgress ?? (() => undefined);
-  const p = paths();
   let state = readState();
   if (!state) {
-    writePrivate(p.password, randomBytes(24).toString("base64url") + "\n");
     state = { ctrlPort: await freePort(), routerPort: await freePort(), username: "admin" };
     saveState(state);
   }
@@ -148,8 +182,9 @@ export async function zitiUp(opts: { onProgress?: (line: string) => void } = {})
   const controller = localController(state);
   const m = await ManagementClient.connect(controller);
   try {
-    await ensureRalphPolicies(m);
+    await m.ensureDialPolicy();
     const daemonIdentityFile = await ensureIdentity(m, localIdentityName("daemon"), "daemon");
+    await m.ensureDaemonBindPolicy(LOCAL_NAME, identityIdOf(daemonIdentityFile));
     const clientIdentityFile = await ensureIdentity(m, localIdentityName("client"), "client");
     const daemonConfigFile = defaultDaemonConfigPath();
     if (!existsSync(daemonConfigFile)) {

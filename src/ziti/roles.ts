@@ -1,7 +1,8 @@
 /**
- * Role attributes that tie Ralph's Ziti entities together. Policies grant by
- * attribute: daemons may Bind and clients may Dial services tagged
- * `ralph-service`, and nothing else.
+ * Role attributes and policy names that tie Ralph's Ziti entities together.
+ * Clients tagged `ralph-client` may Dial services tagged `ralph-service`. Each
+ * daemon may Bind only the services it registered: they carry its own
+ * attribute, and its Bind policy names exactly its identity.
  */
 export const Roles = {
   daemon: "ralph-daemon",
@@ -11,3 +12,11 @@ export const Roles = {
 
 export const controlServiceName = (daemonName: string): string => `ralph-control-${daemonName}`;
 export const loopServiceName = (daemonName: string, loopId: string): string => `ralph-loop-${daemonName}-${loopId}`;
+
+/** The attribute on every service daemon `daemonName` hosts. */
+export const hostedBy = (daemonName: string): string => `ralph-hosted-by-${daemonName}`;
+export const bindPolicyName = (daemonName: string): string => `ralph-bind-${daemonName}`;
+export const DIAL_POLICY = "ralph-clients-dial-services";
+
+/** Attributes of a service hosted by `daemonName`. */
+export const serviceRoles = (daemonName: string): string[] => [Roles.service, hostedBy(daemonName)];

@@ -1,7 +1,6 @@
-import { SupervisedProcess } from "../process/supervisor.js";
-import { freePort } from "../util/ports.js";
+import { SupervisedProcess, type SpawnOptions } from "../process/supervisor.js";
 import { sleep, waitFor } from "../util/wait.js";
-import { ensureZitiBinary } from "./binary.js";
+import { ensureDialerBinary, ensureZitiBinary } from "./binary.js";
 
 export interface Tunnel {
   pid(): number;
@@ -18,12 +17,12 @@ export interface ProxyTunnel extends Tunnel {
 
 /**
  * Keeps one tunneler process running: restarts it with backoff when it dies,
- * until stopped.
+ * until stopped. `spawnOptions` is asked anew for every start.
  */
-async function supervise(name: string, command: string, args: string[], logFile: string, onRestart?: () => Promise<void>): Promise<Tunnel> {
+async function supervise(spawnOptions: () => SpawnOptions, onRestart?: () => Promise<void>): Promise<Tunnel> {
   let stopped = false;
   let restarts = 0;
-  const spawn = () => SupervisedProcess.spawn({ name, command, args, logFile });
+  const spawn = () => SupervisedProcess.spawn(spawnOptions());
   let proc = await spawn();
   const watch = async () => {
     while (!stopped) {
@@ -51,16 +50,19 @@ async function supervise(name: string, command: string, args: string[], logFile:
   };
 }
 
-// The CLI agent is a debugging socket per process; tunnelers don't need it.
-const common = ["--cli-agent=false", "--svcPollRate", "1"];
-
-/** Hosts every service the identity may Bind, forwarding to its host.v1 address. */
+/**
+ * Hosts every service the identity may Bind, forwarding to its host.v1
+ * address. The service poll rate is the minimum, so a new service is hosted
+ * within about a second.
+ */
 export async function startHostTunnel(opts: { identityFile: string; logFile: string; kind?: "ziti" | "ziti-edge-tunnel" }): Promise<Tunnel> {
   if (opts.kind === "ziti-edge-tunnel") {
-    return supervise("ziti-edge-tunnel run-host", "ziti-edge-tunnel", ["run-host", "-i", opts.identityFile], opts.logFile);
+    return supervise(() => ({ name: "ziti-edge-tunnel run-host", command: "ziti-edge-tunnel", args: ["run-host", "-i", opts.identityFile], logFile: opts.logFile }));
   }
   const ziti = await ensureZitiBinary();
-  return supervise("ziti tunnel host", ziti, ["tunnel", "host", "-i", opts.identityFile, ...common], opts.logFile);
+  // The CLI agent is a debugging socket per process; a tunneler needs none.
+  const args = ["tunnel", "host", "-i", opts.identityFile, "--cli-agent=false", "--svcPollRate", "1"];
+  return supervise(() => ({ name: "ziti tunnel host", command: ziti, args, logFile: opts.logFile }));
 }
 
 /** Any HTTP answer through the proxy proves the overlay path works end to end. */
@@ -70,35 +72,81 @@ export async function httpAnswers(url: string): Promise<boolean> {
   return res.status > 0;
 }
 
+interface DialerEvent {
+  event: "listening" | "service" | "dial-error" | "fatal";
+  address?: string;
+  available?: boolean;
+  message?: string;
+}
+
 /**
- * A local listener that dials one service over the overlay. Readiness is a
- * real request through it: the listener can exist before the service does.
+ * A listener on 127.0.0.1 that dials one service over the overlay with a
+ * client identity (tools/ziti/dialer; `ziti tunnel proxy` would listen on
+ * every interface). It keeps its port across restarts. Readiness is a real
+ * request through it; a refused identity, or a service this identity cannot
+ * see for 5 s, fails at once with the reason.
  */
 export async function startProxyTunnel(opts: {
   identityFile: string;
   service: string;
-  localPort?: number;
   logFile: string;
   readiness?: (url: string) => Promise<boolean>;
   readyTimeoutMs?: number;
+  /** Wait for a service that is still being registered, instead of failing after 5 s without it. */
+  awaitService?: boolean;
 }): Promise<ProxyTunnel> {
-  const ziti = await ensureZitiBinary();
-  const port = opts.localPort ?? (await freePort());
-  const url = `http://127.0.0.1:${port}`;
-  const ready = () =>
-    waitFor(() => (opts.readiness ?? httpAnswers)(url), {
-      what: `the overlay proxy for ${opts.service} on ${url} to answer`,
-      timeoutMs: opts.readyTimeoutMs ?? 30_000,
-      intervalMs: 150,
-    });
-  const tunnel = await supervise("ziti tunnel proxy", ziti, ["tunnel", "proxy", "-i", opts.identityFile, ...common, `${opts.service}:${port}`], opts.logFile, async () => {
-    await ready();
-  });
+  const dialer = await ensureDialerBinary();
+  let port: number | undefined;
+  // One per dialer process: its fatal error or a lasting "unavailable" ends the wait for it.
+  let attempt = new AbortController();
+  let unavailableTimer: NodeJS.Timeout | undefined;
+  const onLine = (line: string) => {
+    let e: DialerEvent;
+    try {
+      e = JSON.parse(line) as DialerEvent;
+    } catch {
+      return;
+    }
+    if (e.event === "listening" && e.address) port ??= Number(e.address.split(":").pop());
+    if (e.event === "fatal") attempt.abort(new Error(`the dialer for ${opts.service} stopped: ${e.message}`));
+    if (e.event === "service") {
+      clearTimeout(unavailableTimer);
+      if (!e.available && !opts.awaitService) {
+        const reason = new Error(
+          `service ${opts.service} is not available to identity ${opts.identityFile}: the daemon may not be running, or no policy lets this identity dial it`,
+        );
+        unavailableTimer = setTimeout(() => attempt.abort(reason), 5000).unref();
+      }
+    }
+  };
+  const ready = async () => {
+    try {
+      await waitFor(async () => port !== undefined && (opts.readiness ?? httpAnswers)(`http://127.0.0.1:${port}`), {
+        what: `the overlay proxy for ${opts.service} to answer`,
+        timeoutMs: opts.readyTimeoutMs ?? 30_000,
+        intervalMs: 100,
+        signal: attempt.signal,
+      });
+    } finally {
+      clearTimeout(unavailableTimer);
+    }
+  };
+  const spawnOptions = (): SpawnOptions => {
+    attempt = new AbortController();
+    return {
+      name: "ralph-ziti-dial",
+      command: dialer,
+      args: ["-identity", opts.identityFile, "-service", opts.service, "-listen", `127.0.0.1:${port ?? 0}`],
+      logFile: opts.logFile,
+      onLine,
+    };
+  };
+  const tunnel = await supervise(spawnOptions, ready);
   try {
     await ready();
   } catch (err) {
     await tunnel.stop();
     throw err;
   }
-  return { ...tunnel, port, url };
+  return { ...tunnel, port: port!, url: `http://127.0.0.1:${port}` };
 }

@@ -4,6 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { connect, createServer, type AddressInfo } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +14,10 @@ import { scriptedModelConfig } from "../../src/model/opencode-config.js";
 import { basicAuth, startOpencodeServer, type OpencodeServer } from "../../src/opencode/server.js";
 import { enrollIdentity } from "../../src/ziti/enroll.js";
 import { ManagementClient } from "../../src/ziti/mgmt.js";
-import { localManagementClient } from "../../src/ziti/network.js";
+import { LOCAL_NAME, createMachineIdentity, localManagementClient } from "../../src/ziti/network.js";
+import { identityIdOf } from "../../src/ziti/identity-file.js";
+import { commandLineOf } from "../../src/process/proc-scan.js";
+import { isLoopbackAddress, listenersOfTree } from "../support/sockets.js";
 import { startHostTunnel, startProxyTunnel, type ProxyTunnel, type Tunnel } from "../../src/ziti/tunnel.js";
 import { signalGroup, pidAlive } from "../../src/process/supervisor.js";
 import { waitFor } from "../../src/util/wait.js";
@@ -39,7 +43,7 @@ before(async () => {
   auth = { authorization: basicAuth(opencode.username, opencode.password) };
   mgmt = await localManagementClient();
   host = await startHostTunnel({ identityFile: network.net.daemonIdentityFile, logFile: join(network.home, "host.log") });
-  await mgmt.registerService(SERVICE, { port: opencode.port });
+  await mgmt.registerService(SERVICE, { port: opencode.port, daemon: LOCAL_NAME });
   proxy = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: SERVICE, logFile: join(network.home, "proxy.log") });
 });
 
@@ -133,9 +137,62 @@ async function enrolledIdentity(name: string, roleAttributes: string[]): Promise
 test("an identity without a Dial policy cannot reach the service", async () => {
   const file = await enrolledIdentity("no-dial", []);
   await assert.rejects(
-    startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "nodial.log"), readyTimeoutMs: 8000 }),
-    /timed out .* overlay proxy/,
+    startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "nodial.log") }),
+    /service ralph-loop-test-opencode is not available to identity .*no policy lets this identity dial it/,
   );
+});
+
+test("a daemon identity hosts only its own daemon's services; a client may only dial", async () => {
+  const localId = identityIdOf(network.net.daemonIdentityFile);
+  assert.equal(localId, (await mgmt.getIdentity("ralph-daemon-local"))?.id, "an identity file names its identity by its certificate");
+  const serviceId = (await mgmt.getService(SERVICE))!.id;
+  const terminatorsBefore = (await mgmt.terminators(serviceId)).length;
+  const otherFile = join(network.home, "other-daemon.json");
+  await createMachineIdentity(mgmt, "other", "daemon", otherFile);
+  const otherId = identityIdOf(otherFile);
+  extraTunnels.push(await startHostTunnel({ identityFile: otherFile, logFile: join(network.home, "other-host.log") }));
+  // Returns once the other daemon's tunneler has bound its own service, so it
+  // has listed everything it may bind since SERVICE existed.
+  const probe = await mgmt.registerService("ralph-loop-other-probe", { port: opencode.port, daemon: "other" });
+  assert.equal((await mgmt.terminators(serviceId)).length, terminatorsBefore, "the other daemon's tunneler did not bind the local daemon's service");
+  assert.deepEqual(await mgmt.policyAdvice(otherId, serviceId), { bind: false, dial: false });
+  assert.deepEqual(await mgmt.policyAdvice(localId, serviceId), { bind: true, dial: false });
+  assert.deepEqual(await mgmt.policyAdvice(localId, probe.serviceId), { bind: false, dial: false }, "nor may the local daemon bind the other's");
+  assert.deepEqual(await mgmt.policyAdvice(identityIdOf(network.net.clientIdentityFile), serviceId), { bind: false, dial: true });
+  await mgmt.deregisterService("ralph-loop-other-probe");
+});
+
+test("a stream that ends by closing reaches the dialer whole, with its end", async () => {
+  // No length, no chunking: the only end of this answer is the host closing the connection.
+  const body = "x".repeat(256 * 1024);
+  const server = createServer((socket) => socket.end(body));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const name = "ralph-loop-test-close";
+  try {
+    await mgmt.registerService(name, { port: (server.address() as AddressInfo).port, daemon: LOCAL_NAME });
+    const p = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: name, logFile: join(network.home, "close.log"), readiness: async () => true });
+    extraTunnels.push(p);
+    const received = await new Promise<string>((resolve, reject) => {
+      let data = "";
+      const socket = connect(p.port, "127.0.0.1");
+      socket.setTimeout(20_000, () => reject(new Error(`no end after ${data.length} bytes`)));
+      socket.on("data", (d: Buffer) => (data += d.toString()));
+      socket.on("end", () => resolve(data));
+      socket.on("error", reject);
+    });
+    assert.equal(received.length, body.length);
+  } finally {
+    server.close();
+    await mgmt.deregisterService(name);
+  }
+});
+
+test("nothing of the network, the tunnelers, opencode or the client proxy listens beyond 127.0.0.1", () => {
+  const listeners = listenersOfTree(process.pid);
+  assert.ok(listeners.some((l) => l.port === proxy.port), "the client proxy is among them");
+  assert.ok(listeners.some((l) => l.port === opencode.port), "and opencode");
+  assert.ok(listeners.some((l) => l.command.includes("quickstart")), "and the controller and router");
+  assert.deepEqual(listeners.filter((l) => !isLoopbackAddress(l.address)), []);
 });
 
 test("a revoked client loses access", async () => {
@@ -155,6 +212,7 @@ test("a revoked client loses access", async () => {
     },
     { what: "the revoked identity to lose access", timeoutMs: 60_000, intervalMs: 500 },
   );
+  await assert.rejects(startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "revoked-again.log") }), /controller refused this identity/);
 });
 
 test("a killed host tunneler is restarted and traffic recovers", async () => {
@@ -174,4 +232,7 @@ test("ralph ziti status and up through the CLI reuse the running network", async
   assert.ok(status.identities.some((i) => i.name === "ralph-daemon-local"));
   const up = JSON.parse((await run(process.execPath, [cli, "ziti", "up", "--json"], { env })).stdout) as { pid: number };
   assert.equal(up.pid, status.pid, "a second up reuses the running network");
+  const argv = commandLineOf(status.pid)!.join(" ");
+  assert.ok(argv.includes("quickstart"));
+  assert.ok(!argv.includes("--password"), "the admin password is never on the network's command line");
 });

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { writeFileSync, mkdtempSync, chmodSync } from "node:fs";
+import { writeFileSync, mkdtempSync, chmodSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ZitiApiError, controllerError, serviceConfigData, servicePolicyBody } from "../../src/ziti/mgmt.js";
@@ -54,11 +54,12 @@ test("RALPH_ZITI_BIN must be an executable file, and the error says how to fix i
     await assert.rejects(ensureZitiBinary(), /RALPH_ZITI_BIN=.* is not an executable file; fix the path or unset it/);
     writeFileSync(notExec, "#!/bin/sh\nexit 3\n");
     chmodSync(notExec, 0o755);
-    await assert.rejects(ensureZitiBinary(), /does not run .* version' \(exit 3\); point it at a ziti binary/);
+    await assert.rejects(ensureZitiBinary(), /does not run .* version' \(exit 3\); point it at ziti v1\.7\.2 or unset it/);
     writeFileSync(notExec, "#!/bin/sh\necho v1.7.2\n");
     assert.equal(await ensureZitiBinary(), notExec);
   } finally {
     if (saved === undefined) delete process.env.RALPH_ZITI_BIN;
     else process.env.RALPH_ZITI_BIN = saved;
+    rmSync(dir, { recursive: true, force: true });
   }
 });

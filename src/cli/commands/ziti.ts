@@ -1,9 +1,8 @@
 import { Command, Option } from "commander";
 import { join, resolve } from "node:path";
 import { homeDir } from "../../config/paths.js";
-import { ensureZitiBinary, ZITI_VERSION } from "../../ziti/binary.js";
-import { enrollIdentity } from "../../ziti/enroll.js";
-import { localManagementClient, zitiDown, zitiStatus, zitiUp } from "../../ziti/network.js";
+import { ensureDialerBinary, ensureZitiBinary, ZITI_VERSION } from "../../ziti/binary.js";
+import { createMachineIdentity, localManagementClient, revokeMachineIdentity, zitiDown, zitiStatus, zitiUp } from "../../ziti/network.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
 
@@ -14,11 +13,10 @@ export function registerZitiCommands(program: Command): void {
 
   ziti
     .command("install")
-    .description(`Build (once, cached) or locate the ziti ${ZITI_VERSION} binary; RALPH_ZITI_BIN overrides`)
+    .description(`Build (once, cached) or locate ziti ${ZITI_VERSION} and the client's dialer; RALPH_ZITI_BIN and RALPH_ZITI_DIAL_BIN override`)
     .action(async () => {
       try {
-        const bin = await ensureZitiBinary({ onProgress: progress });
-        process.stdout.write(`${bin}\n`);
+        for (const ensure of [ensureZitiBinary, ensureDialerBinary]) process.stdout.write(`${await ensure({ onProgress: progress })}\n`);
       } catch (err) {
         throw new CliError((err as Error).message, ExitCode.Unavailable);
       }
@@ -64,21 +62,24 @@ export function registerZitiCommands(program: Command): void {
   const identity = ziti.command("identity").description("Give other machines access, or take it away");
   identity
     .command("create")
-    .description("Create and enrol an identity for another machine (a client that may dial, or a daemon that may bind)")
-    .argument("<name>", "identity name")
+    .description("Create and enrol an identity for another machine: a client that may dial every daemon, or the daemon NAME that may host only its own services")
+    .argument("<name>", "identity name (for a daemon: the name in its config)")
     .addOption(new Option("--role <role>", "what it may do").choices(["client", "daemon"]).makeOptionMandatory())
     .option("--out <file>", "where to write the enrolled identity (mode 0600)")
     .action(async (name: string, o: { role: "client" | "daemon"; out?: string }) => {
       const out = resolve(o.out ?? join(homeDir("ziti", "identities"), `${name}.json`));
       const m = await localManagementClient();
       try {
-        const { jwt } = await m.createIdentity(name, o.role);
-        await enrollIdentity(jwt, out);
+        await createMachineIdentity(m, name, o.role, out);
       } finally {
         await m.close();
       }
       process.stdout.write(`${out}\n`);
-      process.stderr.write(`copy it to the other machine and run: ralph remote add NAME --identity FILE\n`);
+      process.stderr.write(
+        o.role === "client"
+          ? `copy it to the other machine and run there: ralph remote add DAEMON --identity FILE\n`
+          : `copy it to the daemon's machine; its config needs "name": "${name}" and "identityFile" pointing at it\n`,
+      );
     });
   identity
     .command("revoke")
@@ -87,7 +88,7 @@ export function registerZitiCommands(program: Command): void {
     .action(async (name: string) => {
       const m = await localManagementClient();
       try {
-        if (!(await m.deleteIdentity(name))) throw new CliError(`no identity named "${name}" ('ralph ziti status' lists them)`, ExitCode.NotFound);
+        if (!(await revokeMachineIdentity(m, name))) throw new CliError(`no identity named "${name}" ('ralph ziti status' lists them)`, ExitCode.NotFound);
       } finally {
         await m.close();
       }

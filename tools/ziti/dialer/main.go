@@ -1,0 +1,144 @@
+// ralph-ziti-dial: a local TCP listener on 127.0.0.1 that dials one OpenZiti
+// service per accepted connection, with one client identity.
+//
+// It replaces `ziti tunnel proxy` on the client side because that command
+// listens on every interface (0.0.0.0) with no option to change it, which
+// would expose a remote daemon's control API to the local network.
+//
+// It reports on stdout, one JSON object per line: "listening" (with the
+// address), "service" (whether the identity may dial it), "dial-error", and
+// "fatal" before exiting non-zero.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/openziti/sdk-golang/ziti"
+)
+
+var out = json.NewEncoder(os.Stdout)
+var outLock sync.Mutex
+
+func report(event string, fields map[string]any) {
+	fields["event"] = event
+	outLock.Lock()
+	defer outLock.Unlock()
+	_ = out.Encode(fields)
+}
+
+func fatal(message string, err error) {
+	report("fatal", map[string]any{"message": message + ": " + err.Error()})
+	os.Exit(2)
+}
+
+func main() {
+	identity := flag.String("identity", "", "enrolled identity file (JSON)")
+	service := flag.String("service", "", "service to dial")
+	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
+	flag.Parse()
+	if *identity == "" || *service == "" {
+		flag.Usage()
+		os.Exit(64)
+	}
+	if host, _, err := net.SplitHostPort(*listen); err != nil || !net.ParseIP(host).IsLoopback() {
+		report("fatal", map[string]any{"message": "--listen must be a loopback address, e.g. 127.0.0.1:0"})
+		os.Exit(64)
+	}
+
+	cfg, err := ziti.NewConfigFromFile(*identity)
+	if err != nil {
+		fatal("cannot load identity "+*identity, err)
+	}
+	// As `ziti tunnel` does: without a control connection to the router, the
+	// host's close of a circuit was not passed on here, and a stream that ends
+	// by closing stalled (measured with the SDK's defaults).
+	cfg.MaxControlConnections = 1
+	cfg.MaxDefaultConnections = 2
+	ctx, err := ziti.NewContext(cfg)
+	if err != nil {
+		fatal("cannot create a Ziti context", err)
+	}
+	defer ctx.Close()
+	if err := ctx.Authenticate(); err != nil {
+		fatal("the controller refused this identity (revoked, or another network?)", err)
+	}
+
+	ln, err := net.Listen("tcp4", *listen)
+	if err != nil {
+		fatal("cannot listen on "+*listen, err)
+	}
+	report("listening", map[string]any{"address": ln.Addr().String()})
+	go watchService(ctx, *service)
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-stop
+		_ = ln.Close()
+	}()
+
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			fatal("accept failed", err)
+		}
+		go forward(ctx, *service, conn)
+	}
+}
+
+// watchService reports whether the identity may dial the service, and each
+// change of that, so the caller can tell "not yet" from "never".
+func watchService(ctx ziti.Context, service string) {
+	known := -1
+	for {
+		available := 0
+		if _, err := ctx.RefreshService(service); err == nil {
+			if _, ok := ctx.GetService(service); ok {
+				available = 1
+			}
+		}
+		if available != known {
+			known = available
+			report("service", map[string]any{"name": service, "available": available == 1})
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func forward(ctx ziti.Context, service string, conn net.Conn) {
+	defer conn.Close()
+	zconn, err := ctx.DialWithOptions(service, &ziti.DialOptions{ConnectTimeout: 10 * time.Second})
+	if err != nil {
+		report("dial-error", map[string]any{"message": err.Error()})
+		return
+	}
+	defer zconn.Close()
+	done := make(chan struct{}, 2)
+	go func() {
+		_, _ = io.Copy(zconn, conn)
+		// Pass the client's end of the request on, keep reading the answer.
+		_ = zconn.CloseWrite()
+		done <- struct{}{}
+	}()
+	go func() {
+		_, _ = io.Copy(conn, zconn)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+}
