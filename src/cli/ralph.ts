@@ -6,7 +6,9 @@ import { registerZitiCommands } from "./commands/ziti.js";
 import { registerRemoteCommands } from "./commands/remote.js";
 import { registerLoopCommands } from "./commands/loops.js";
 import { registerDemoCommand } from "./commands/demo.js";
+import { registerDaemonInfoCommands } from "./commands/daemon-info.js";
 import { VERSION } from "../version.js";
+import { exitOnSignalUnlessHandled } from "./signals.js";
 
 const program = new Command("ralph")
   .description("Run Ralph loops locally, or on remote machines over an OpenZiti overlay.")
@@ -14,11 +16,13 @@ const program = new Command("ralph")
   .showHelpAfterError()
   .configureOutput({ outputError: (str, write) => write(str) });
 program.exitOverride();
+exitOnSignalUnlessHandled();
 
 registerRunCommand(program);
 registerZitiCommands(program);
 registerRemoteCommands(program);
 registerLoopCommands(program);
+registerDaemonInfoCommands(program);
 registerDemoCommand(program);
 
 try {

@@ -6,6 +6,7 @@ import { runDaemon } from "../daemon/main.js";
 import { CliError, ExitCode } from "./exit-codes.js";
 import { printJson, reportError, style } from "./output.js";
 import { VERSION } from "../version.js";
+import { exitOnSignalUnlessHandled } from "./signals.js";
 
 const config = (path?: string) => {
   try {
@@ -23,6 +24,7 @@ const program = new Command("ralphd")
     await runDaemon(config(o.config), (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
   });
 program.exitOverride();
+exitOnSignalUnlessHandled();
 
 program
   .command("check")

@@ -24,7 +24,6 @@ export async function openProxy(remoteName: string, remote: Remote, service: str
       service,
       logFile: join(homeDir("client", "logs"), `${service}.log`),
       readiness,
-      readyTimeoutMs: 20_000,
     });
   } catch (err) {
     throw new CliError(
@@ -74,5 +73,15 @@ export class ControlClient {
       throw new CliError(`${this.remoteName}: ${json.error?.message ?? res.statusText}`, exit);
     }
     return json;
+  }
+}
+
+/** Runs `fn` with a control client, closing its proxy afterwards. */
+export async function withControlClient<T>(remote: string | undefined, fn: (c: ControlClient) => Promise<T>): Promise<T> {
+  const client = await ControlClient.open(remote);
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
   }
 }

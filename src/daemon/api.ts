@@ -2,6 +2,7 @@ import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { loadavg } from "node:os";
+import { opencodeVersion } from "../opencode/binary.js";
 import { VERSION } from "../version.js";
 import { ZITI_VERSION } from "../ziti/binary.js";
 import { summaryOf, type LoopManager } from "./manager.js";
@@ -9,6 +10,16 @@ import { RpcError, StartLoopRequestSchema, httpStatusFor, type ErrorCode } from 
 import type { Store, StoredEvent } from "./store.js";
 
 const MAX_BODY = 64 * 1024;
+
+export interface Health {
+  name: string;
+  healthy: boolean;
+  uptimeSeconds: number;
+  loops: { active: number; total: number; max: number };
+  load: number[];
+  memory: { rssBytes: number };
+  versions: { ralph: string; node: string; ziti: string; opencode: string };
+}
 
 const fail = (c: Context, code: ErrorCode, message: string) => c.json({ error: { code, message } }, httpStatusFor[code]);
 
@@ -24,16 +35,18 @@ export function controlApi(deps: { manager: LoopManager; store: Store; startedAt
   app.notFound((c) => fail(c, "not_found", `no route ${c.req.method} ${c.req.path}`));
 
   app.get("/health", (c) =>
-    c.json({
+    c.json<Health>({
       name: deps.name,
       healthy: true,
       uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
       loops: { active: manager.activeCount(), total: store.listLoops().length, max: deps.maxConcurrentLoops },
       load: loadavg(),
       memory: { rssBytes: process.memoryUsage().rss },
-      versions: { ralph: VERSION, node: process.version, ziti: ZITI_VERSION },
+      versions: { ralph: VERSION, node: process.version, ziti: ZITI_VERSION, opencode: opencodeVersion() },
     }),
   );
+
+  app.get("/models", async (c) => c.json(await manager.catalog()));
 
   app.get("/loops", (c) => c.json({ loops: manager.list() }));
   app.get("/loops/:id", (c) => c.json({ loop: summaryOf(manager.get(c.req.param("id"))) }));

@@ -27,6 +27,8 @@ export const DaemonConfigSchema = z.object({
   loopTimeLimitSeconds: z.number().int().min(60).default(24 * 3600),
   /** KEY=VALUE lines passed to opencode (model API keys); never logged. */
   envFile: z.string().optional(),
+  /** An opencode.json merged over every loop's repo config: providers and models this daemon offers. */
+  opencodeConfigFile: z.string().optional(),
   hostTunneler: z.enum(["ziti", "ziti-edge-tunnel"]).default("ziti"),
 });
 

@@ -8,7 +8,8 @@ import { pidAlive } from "../process/supervisor.js";
 import type { ManagementClient } from "../ziti/mgmt.js";
 import { loopServiceName } from "../ziti/roles.js";
 import type { DaemonConfig } from "./config.js";
-import { readEnvFile } from "./env-file.js";
+import { readCatalog, type Catalog } from "./catalog.js";
+import { opencodeSettings, type OpencodeSettings } from "./opencode-settings.js";
 import { RpcError, type LoopSummary, type StartLoopRequest } from "./rpc.js";
 import { ACTIVE_STATES, type LoopRow, type LoopState, type Store, type StoredEvent } from "./store.js";
 import { Workspace, resolveTaskDirIn, validateBranch, validateOrigin, validateTaskDir } from "./workspace.js";
@@ -30,7 +31,8 @@ interface Running {
 export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   private readonly running = new Map<string, Running>();
   private readonly workspace: Workspace;
-  private readonly env: Record<string, string>;
+  private readonly settings: OpencodeSettings;
+  private catalogCache: { at: number; value: Promise<Catalog> } | undefined;
 
   constructor(
     private readonly config: DaemonConfig,
@@ -40,7 +42,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   ) {
     super();
     this.workspace = new Workspace(config.workspaceDir);
-    this.env = readEnvFile(config.envFile);
+    this.settings = opencodeSettings(config);
   }
 
   list(): LoopSummary[] {
@@ -55,6 +57,16 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
 
   activeCount(): number {
     return this.running.size;
+  }
+
+  /** Models and agents loops may use here; asked of opencode at most every 5 minutes. */
+  catalog(): Promise<Catalog> {
+    if (!this.catalogCache || Date.now() - this.catalogCache.at > 5 * 60_000) {
+      const value = readCatalog(join(this.config.workspaceDir, "state"), this.settings);
+      this.catalogCache = { at: Date.now(), value };
+      value.catch(() => (this.catalogCache = undefined));
+    }
+    return this.catalogCache.value;
   }
 
   private record(loopId: string, event: StoredEvent["event"]): void {
@@ -79,7 +91,16 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     if (clash) throw new RpcError("conflict", `loop ${clash.id} is already running on branch ${req.branch} of ${req.origin}`);
     const id = randomBytes(4).toString("hex");
     const worktree = join(this.config.workspaceDir, "loops", id);
-    this.store.insertLoop({ id, origin: req.origin, branch: req.branch, taskDir, worktree, maxIterations: req.maxIterations, model: req.model ?? null });
+    this.store.insertLoop({
+      id,
+      origin: req.origin,
+      branch: req.branch,
+      taskDir,
+      worktree,
+      maxIterations: req.maxIterations,
+      iterationTimeoutSeconds: req.iterationTimeoutSeconds,
+      model: req.model ?? null,
+    });
     const stop = new AbortController();
     const done = this.execute(id, req, stop.signal).finally(() => this.running.delete(id));
     this.running.set(id, { stop, done });
@@ -108,13 +129,13 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
         cwd: worktree,
         stateDir: join(dir, "opencode"),
         logFile: join(dir, "opencode.log"),
-        env: this.env,
+        ...this.settings,
         // Survives a daemon crash so a restarted daemon can re-adopt it.
         keepAliveAfterParentExit: true,
       });
       const service = loopServiceName(this.config.name, id);
       await this.mgmt.deregisterService(service);
-      await this.mgmt.registerService(service, { port: server.port });
+      await this.mgmt.registerService(service, { port: server.port, daemon: this.config.name });
       this.store.updateLoop(id, { opencodeUrl: server.url, opencodePid: server.pid, opencodePassword: server.password, service });
       return server;
     };
@@ -182,7 +203,14 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
       if (row.opencodePid && row.opencodeUrl && row.opencodePassword && pidAlive(row.opencodePid)) {
         const server = adoptOpencodeServer({ url: row.opencodeUrl, username: OPENCODE_USERNAME, password: row.opencodePassword, pid: row.opencodePid });
         const stop = new AbortController();
-        const req = { origin: row.origin, branch: row.branch, taskDir: row.taskDir, maxIterations: row.maxIterations, model: row.model ?? undefined, iterationTimeoutSeconds: 1800 };
+        const req = {
+          origin: row.origin,
+          branch: row.branch,
+          taskDir: row.taskDir,
+          maxIterations: row.maxIterations,
+          model: row.model ?? undefined,
+          iterationTimeoutSeconds: row.iterationTimeoutSeconds,
+        };
         // The interrupted iteration counts as done; the loop resumes after it.
         const done = this.execute(row.id, req, stop.signal, { server, iteration: row.iteration }).finally(() => this.running.delete(row.id));
         this.running.set(row.id, { stop, done });

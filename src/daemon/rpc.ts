@@ -28,6 +28,7 @@ export const LoopSummarySchema = z.object({
   status: z.string(),
   iteration: z.number(),
   maxIterations: z.number(),
+  iterationTimeoutSeconds: z.number(),
   storyId: z.string().nullable(),
   passed: z.number(),
   total: z.number(),

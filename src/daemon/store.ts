@@ -17,6 +17,7 @@ export interface LoopRow {
   passed: number;
   total: number;
   maxIterations: number;
+  iterationTimeoutSeconds: number;
   model: string | null;
   createdAt: string;
   updatedAt: string;
@@ -43,6 +44,7 @@ const MIGRATIONS = [
      updatedAt TEXT NOT NULL, endedAt TEXT, reason TEXT, service TEXT, opencodeUrl TEXT, opencodePid INTEGER,
      opencodePassword TEXT)`,
   `CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, loopId TEXT NOT NULL, event TEXT NOT NULL)`,
+  `ALTER TABLE loops ADD COLUMN iterationTimeoutSeconds INTEGER NOT NULL DEFAULT 1800`,
 ];
 
 /** The daemon's state: loops and their event log, in SQLite (WAL) so it survives a kill -9. */
@@ -69,10 +71,13 @@ export class Store {
     this.db.close();
   }
 
-  insertLoop(row: Pick<LoopRow, "id" | "origin" | "branch" | "taskDir" | "worktree" | "maxIterations" | "model">): void {
+  insertLoop(row: Pick<LoopRow, "id" | "origin" | "branch" | "taskDir" | "worktree" | "maxIterations" | "iterationTimeoutSeconds" | "model">): void {
     const now = new Date().toISOString();
     this.db
-      .prepare(`INSERT INTO loops (id, origin, branch, taskDir, worktree, status, maxIterations, model, createdAt, updatedAt) VALUES (@id, @origin, @branch, @taskDir, @worktree, 'starting', @maxIterations, @model, @now, @now)`)
+      .prepare(
+        `INSERT INTO loops (id, origin, branch, taskDir, worktree, status, maxIterations, iterationTimeoutSeconds, model, createdAt, updatedAt)
+         VALUES (@id, @origin, @branch, @taskDir, @worktree, 'starting', @maxIterations, @iterationTimeoutSeconds, @model, @now, @now)`,
+      )
       .run({ ...row, now });
   }
 

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -29,4 +30,11 @@ export function opencodeBinary(env: NodeJS.ProcessEnv = process.env): string {
     throw new Error(`the opencode-ai package has no usable binary at ${bin}: reinstall with 'npm ci' (its postinstall step must run), or set RALPH_OPENCODE_BIN`);
   }
   return bin;
+}
+
+let version: string | undefined;
+/** `opencode --version`, asked once per process. */
+export function opencodeVersion(): string {
+  version ??= execFileSync(opencodeBinary(), ["--version"], { encoding: "utf8", timeout: 30_000 }).trim();
+  return version;
 }

@@ -92,6 +92,9 @@ export async function startOpencodeServer(opts: StartOpencodeOptions): Promise<O
     env,
     logFile: opts.logFile,
     redact: [password, ...Object.values(opts.env ?? {})],
+    // A server that must outlive us writes its log itself: a pipe to a dead
+    // parent would break its writes. It prints neither its password nor its env.
+    outputToFileOnly: opts.keepAliveAfterParentExit,
   });
   if (opts.keepAliveAfterParentExit) releaseFromParentExit(proc);
   const url = `http://127.0.0.1:${port}`;

@@ -3,21 +3,27 @@
 // by the scripted model, git over a file:// origin.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ControlClient } from "../../src/client/connection.js";
 import { streamEvents, isTerminal, type DaemonEvent } from "../../src/client/events.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { pidAlive, signalGroup } from "../../src/process/supervisor.js";
+import { findProcesses } from "../../src/process/proc-scan.js";
+import { SCRIPTED_MODEL_ID, scriptedModelConfig } from "../../src/model/opencode-config.js";
+import type { Catalog } from "../../src/daemon/catalog.js";
+import { loopServiceName } from "../../src/ziti/roles.js";
 import { enrollIdentity } from "../../src/ziti/enroll.js";
 import { localManagementClient } from "../../src/ziti/network.js";
 import { waitFor } from "../../src/util/wait.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { startTestNetwork } from "../support/ziti-network.js";
-import { makeProject, ralph, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
+import { cli, makeProject, ralph, ralphdScript, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
 import { gitEnv } from "../support/loop-fixtures.js";
+import { isLoopbackAddress, listenersOfTree } from "../support/sockets.js";
 
 let network: Awaited<ReturnType<typeof startTestNetwork>>;
 let model: ScriptedModel;
@@ -30,9 +36,12 @@ before(async () => {
   Object.assign(process.env, gitEnv);
   network = await startTestNetwork("ralph-daemon");
   home = network.home;
-  setDaemonConfig(home, { maxConcurrentLoops: 2 });
   model = await startScriptedModel({ script: { kind: "ralph-agent" } });
-  project = makeProject(mkdtempSync(join(tmpdir(), "ralph-project-")), model.baseUrl, ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven"]);
+  // The daemon offers the scripted model to every loop, as an operator would a real provider.
+  const opencodeConfigFile = join(home, "daemon-opencode.json");
+  writeFileSync(opencodeConfigFile, JSON.stringify(scriptedModelConfig(model.baseUrl)));
+  setDaemonConfig(home, { maxConcurrentLoops: 2, opencodeConfigFile });
+  project = makeProject(mkdtempSync(join(tmpdir(), "ralph-project-")), ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine"]);
   daemon = await startRalphd(home);
 });
 
@@ -130,6 +139,73 @@ test("ralph stop stops a loop and frees its slot", async () => {
   model.setScript({ kind: "ralph-agent" });
 });
 
+test("the daemon reports its health and the models and agents its loops can use", async () => {
+  const health = await ralph(home, ["health", "--json"]);
+  assert.equal(health.code, 0, health.stderr);
+  const h = JSON.parse(health.stdout) as { name: string; healthy: boolean; loops: { max: number }; versions: { opencode: string } };
+  assert.equal(h.name, "local");
+  assert.equal(h.healthy, true);
+  assert.equal(h.loops.max, 2);
+  assert.match(h.versions.opencode, /^\d+\.\d+\.\d+/);
+  const models = await ralph(home, ["models", "--json"]);
+  assert.equal(models.code, 0, models.stderr);
+  const catalog = JSON.parse(models.stdout) as Catalog;
+  assert.ok(catalog.models.some((m) => m.id === SCRIPTED_MODEL_ID), "the daemon's opencode config adds its provider");
+  assert.ok(catalog.agents.some((a) => a.name === "build" && a.mode === "primary"));
+  assert.ok(!models.stdout.includes("not-needed"), "provider keys and options stay on the daemon");
+});
+
+test("ralph attach --print-url opens a ready proxy to the loop's opencode and closes it on Ctrl-C", async () => {
+  model.setScript({ kind: "hang" });
+  const before = model.requestCount();
+  const id = await startLoop("ralph/eight");
+  await waitFor(() => model.requestCount() > before, { what: "the loop's first model request", timeoutMs: 60_000 });
+  const child = spawn(process.execPath, [cli, "attach", id, "--print-url"], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  const url = await new Promise<string>((r) => createInterface({ input: child.stdout! }).once("line", r));
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  const password = await waitFor(() => /OPENCODE_SERVER_PASSWORD=(\S+)/.exec(stderr)?.[1], { what: "the password", timeoutMs: 10_000 });
+  const auth = { authorization: "Basic " + Buffer.from(`opencode:${password}`).toString("base64") };
+  const sessions = (await (await fetch(`${url}/session`, { headers: auth })).json()) as { title: string }[];
+  assert.ok(sessions.some((s) => s.title === "Ralph iteration"), "the URL leads to the loop's own opencode");
+  assert.equal((await fetch(`${url}/session`)).status, 401, "and it still wants the loop's password");
+  const listeners = listenersOfTree(process.pid);
+  for (const what of ["ralphd", "opencode", "ralph-ziti-dial", "quickstart"]) assert.ok(listeners.some((l) => l.command.includes(what)), `${what} listens`);
+  assert.deepEqual(listeners.filter((l) => !isLoopbackAddress(l.address)), [], "nothing listens beyond 127.0.0.1");
+  child.kill("SIGINT");
+  assert.equal(await exited, 0);
+  const service = loopServiceName("local", id);
+  assert.deepEqual(findProcesses((argv) => argv.includes("proxy") && argv.some((a) => a.startsWith(`${service}:`))), [], "the proxy closed with it");
+  assert.equal((await ralph(home, ["stop", id])).code, 0);
+  model.setScript({ kind: "ralph-agent" });
+});
+
+test("Ctrl-C on ralph logs --follow exits as stopped and leaves no tunneler behind", async () => {
+  model.setScript({ kind: "hang" });
+  const id = await startLoop("ralph/nine");
+  const child = spawn(process.execPath, [cli, "logs", id, "--follow"], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  await new Promise((r) => createInterface({ input: child.stdout! }).once("line", r));
+  child.kill("SIGINT");
+  assert.equal(await exited, ExitCode.Stopped);
+  assert.deepEqual(findProcesses((argv) => argv.includes("proxy") && argv.some((a) => a.startsWith("ralph-control-local:"))), []);
+  assert.equal((await ralph(home, ["stop", id])).code, 0);
+  model.setScript({ kind: "ralph-agent" });
+});
+
+test("a second ralphd for the same home is refused", async () => {
+  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const c = spawn(process.execPath, [ralphdScript], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    c.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    c.on("exit", (code) => resolve({ code, stderr }));
+  });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, new RegExp(`ralphd is already running for .* \\(pid ${daemon.pid}\\)`));
+});
+
 test("refused requests get a clear error and change nothing", async () => {
   const client = await ControlClient.open();
   try {
@@ -151,7 +227,7 @@ test("refused requests get a clear error and change nothing", async () => {
     assert.match(((await res.json()) as { error: { message: string } }).error.message, /not valid JSON/);
     await assert.rejects(client.call("GET", "/loops/nope"), (e: Error & { exitCode?: number }) => /no loop "nope"/.test(e.message) && e.exitCode === ExitCode.NotFound);
     const { loops } = await client.call<{ loops: unknown[] }>("GET", "/loops");
-    assert.equal(loops.length, 4, "no refused request created a loop");
+    assert.equal(loops.length, 6, "no refused request created a loop");
   } finally {
     await client.close();
   }
@@ -200,6 +276,8 @@ test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which t
   model.setScript({ kind: "ralph-agent" });
   daemon = await startRalphd(home);
   assert.match(daemon.log(), new RegExp(`re-adopted running loops: ${id}`));
+  assert.match(daemon.log(), /stopped host tunnelers left by an earlier ralphd: \d+/);
+  assert.equal(findProcesses((argv) => argv.includes("host") && argv.includes(network.net.daemonIdentityFile)).length, 1, "one host tunneler, not two");
   await waitStatus(id, (s) => s.status === "completed", "the re-adopted loop to complete");
   const events: DaemonEvent[] = [];
   const client = await ControlClient.open();

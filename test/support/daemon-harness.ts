@@ -2,12 +2,11 @@ import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { scriptedModelConfig } from "../../src/model/opencode-config.js";
 import { waitFor } from "../../src/util/wait.js";
 import { git } from "./loop-fixtures.js";
 
 export const cli = join(process.cwd(), "dist", "cli", "ralph.js");
-const ralphd = join(process.cwd(), "dist", "cli", "ralphd.js");
+export const ralphdScript = join(process.cwd(), "dist", "cli", "ralphd.js");
 const run = promisify(execFile);
 
 export async function ralph(home: string, args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -24,7 +23,7 @@ export async function ralph(home: string, args: string[], cwd?: string): Promise
 export async function startRalphd(home: string): Promise<{ child: ChildProcess; pid: number; log: () => string }> {
   const logFile = join(home, `ralphd-${Date.now()}.log`);
   let out = "";
-  const child = spawn(process.execPath, [ralphd], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [ralphdScript], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
   child.stdout!.on("data", (d: Buffer) => (out += d));
   child.stderr!.on("data", (d: Buffer) => (out += d));
   const log = () => out;
@@ -41,8 +40,11 @@ export function setDaemonConfig(home: string, patch: Record<string, unknown>): v
   writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), ...patch }, null, 2));
 }
 
-/** A local repo whose origin is a file:// bare repo, with one PRD per branch. */
-export function makeProject(root: string, modelBaseUrl: string, branches: string[]): { repo: string; origin: string } {
+/**
+ * A local repo whose origin is a file:// bare repo, with one PRD per branch.
+ * It has no opencode.json: the daemon's own opencode config supplies the model.
+ */
+export function makeProject(root: string, branches: string[]): { repo: string; origin: string } {
   const origin = join(root, "origin.git");
   const repo = join(root, "work");
   if (!existsSync(origin)) {
@@ -51,7 +53,6 @@ export function makeProject(root: string, modelBaseUrl: string, branches: string
   }
   mkdirSync(join(repo, "task"), { recursive: true });
   git(repo, "init", "-q", "-b", "main");
-  writeFileSync(join(repo, "opencode.json"), JSON.stringify(scriptedModelConfig(modelBaseUrl), null, 2));
   writeFileSync(join(repo, "README.md"), "project\n");
   git(repo, "add", "-A");
   git(repo, "commit", "-q", "-m", "init");

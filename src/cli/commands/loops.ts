@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { execa } from "execa";
-import { ControlClient, openProxy, pickRemote } from "../../client/connection.js";
+import { openProxy, pickRemote, withControlClient } from "../../client/connection.js";
 import { isTerminal, streamEvents, type DaemonEvent } from "../../client/events.js";
 import { startRemoteLoop } from "../../client/start.js";
 import type { LoopSummary } from "../../daemon/rpc.js";
@@ -10,17 +10,8 @@ import { ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
 import { describeEvent, positiveInt } from "./run.js";
 
-const remoteOption = "--remote <name>";
-const remoteHelp = "the remote (default: the only one)";
-
-async function withClient<T>(remote: string | undefined, fn: (c: ControlClient) => Promise<T>): Promise<T> {
-  const client = await ControlClient.open(remote);
-  try {
-    return await fn(client);
-  } finally {
-    await client.close();
-  }
-}
+export const remoteOption = "--remote <name>";
+export const remoteHelp = "the remote (default: the only one)";
 
 const line = (l: LoopSummary) =>
   `${l.id}  ${l.status.padEnd(9)}  ${l.branch}  ${l.passed}/${l.total} stories  iteration ${l.iteration}/${l.maxIterations}${l.storyId ? `  ${l.storyId}` : ""}${l.reason && l.status !== "completed" ? `  (${l.reason})` : ""}`;
@@ -42,7 +33,7 @@ export function registerLoopCommands(program: Command): void {
     .option("--model <provider/model>", "model for opencode")
     .option("--json", "print the loop as JSON")
     .action(async (taskDir: string, o: { remote?: string; origin?: string; maxIterations?: number; model?: string; json?: boolean }) => {
-      const loop = await withClient(o.remote, (c) => startRemoteLoop(c, { taskDir, origin: o.origin, maxIterations: o.maxIterations, model: o.model }));
+      const loop = await withControlClient(o.remote, (c) => startRemoteLoop(c, { taskDir, origin: o.origin, maxIterations: o.maxIterations, model: o.model }));
       if (o.json) printJson(loop);
       else process.stdout.write(`${loop.id}\n`);
     });
@@ -53,7 +44,7 @@ export function registerLoopCommands(program: Command): void {
     .option(remoteOption, remoteHelp)
     .option("--json", "print as JSON")
     .action(async (o: { remote?: string; json?: boolean }) => {
-      const { loops } = await withClient(o.remote, (c) => c.call<{ loops: LoopSummary[] }>("GET", "/loops"));
+      const { loops } = await withControlClient(o.remote, (c) => c.call<{ loops: LoopSummary[] }>("GET", "/loops"));
       if (o.json) return printJson(loops);
       for (const l of loops) process.stdout.write(line(l) + "\n");
     });
@@ -65,7 +56,7 @@ export function registerLoopCommands(program: Command): void {
     .option(remoteOption, remoteHelp)
     .option("--json", "print as JSON")
     .action(async (id: string, o: { remote?: string; json?: boolean }) => {
-      const { loop } = await withClient(o.remote, (c) => c.call<{ loop: LoopSummary }>("GET", `/loops/${encodeURIComponent(id)}`));
+      const { loop } = await withControlClient(o.remote, (c) => c.call<{ loop: LoopSummary }>("GET", `/loops/${encodeURIComponent(id)}`));
       if (o.json) printJson(loop);
       else process.stdout.write(line(loop) + "\n");
     });
@@ -78,7 +69,7 @@ export function registerLoopCommands(program: Command): void {
     .option("-f, --follow", "keep streaming")
     .option("--json", "one JSON event per line")
     .action(async (id: string, o: { remote?: string; follow?: boolean; json?: boolean }) => {
-      await withClient(o.remote, async (c) => {
+      await withControlClient(o.remote, async (c) => {
         const { loop } = await c.call<{ loop: LoopSummary }>("GET", `/loops/${encodeURIComponent(id)}`);
         const ended = !["starting", "running"].includes(loop.status);
         await streamEvents(c, {
@@ -101,7 +92,7 @@ export function registerLoopCommands(program: Command): void {
     .option(remoteOption, remoteHelp)
     .option("--json", "print the loop as JSON")
     .action(async (id: string, o: { remote?: string; json?: boolean }) => {
-      const { loop } = await withClient(o.remote, (c) => c.call<{ loop: LoopSummary }>("POST", `/loops/${encodeURIComponent(id)}/stop`));
+      const { loop } = await withControlClient(o.remote, (c) => c.call<{ loop: LoopSummary }>("POST", `/loops/${encodeURIComponent(id)}/stop`));
       if (o.json) printJson(loop);
       else process.stdout.write(line(loop) + "\n");
     });
@@ -113,7 +104,7 @@ export function registerLoopCommands(program: Command): void {
     .option(remoteOption, remoteHelp)
     .option("--print-url", "print the local URL and password, and keep the proxy open until Ctrl-C")
     .action(async (id: string, o: { remote?: string; printUrl?: boolean }) => {
-      const info = await withClient(o.remote, (c) => c.call<{ service: string; username: string; password: string }>("GET", `/loops/${encodeURIComponent(id)}/attach`));
+      const info = await withControlClient(o.remote, (c) => c.call<{ service: string; username: string; password: string }>("GET", `/loops/${encodeURIComponent(id)}/attach`));
       const { name, remote } = pickRemote(o.remote);
       const auth = "Basic " + Buffer.from(`${info.username}:${info.password}`).toString("base64");
       const proxy = await openProxy(name, remote, info.service, async (url) => (await fetch(`${url}/global/health`, { headers: { authorization: auth }, signal: AbortSignal.timeout(3000) })).ok);

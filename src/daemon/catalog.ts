@@ -1,0 +1,41 @@
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { clientFor } from "../opencode/session.js";
+import { startOpencodeServer } from "../opencode/server.js";
+import type { OpencodeSettings } from "./opencode-settings.js";
+
+export const CatalogSchema = z.object({
+  /** "provider/model" ids a loop may be started with. */
+  models: z.array(z.object({ id: z.string(), name: z.string(), provider: z.string() })),
+  /** Default model per provider, as opencode reports it. */
+  defaults: z.record(z.string(), z.string()),
+  agents: z.array(z.object({ name: z.string(), mode: z.string(), description: z.string().optional() })),
+  checkedAt: z.string(),
+});
+export type Catalog = z.infer<typeof CatalogSchema>;
+
+/**
+ * Asks a short-lived opencode, started with the daemon's env file and config,
+ * which models and agents loops on this daemon can use. Provider keys and
+ * options stay out of the answer.
+ */
+export async function readCatalog(dir: string, settings: OpencodeSettings): Promise<Catalog> {
+  const scratch = join(dir, `catalog-${process.pid}-${Date.now()}`);
+  mkdirSync(scratch, { recursive: true, mode: 0o700 });
+  const server = await startOpencodeServer({ cwd: scratch, stateDir: join(scratch, "state"), logFile: join(scratch, "opencode.log"), ...settings });
+  try {
+    const client = clientFor(server);
+    const [providers, agents] = await Promise.all([client.config.providers(), client.app.agents()]);
+    if (!providers.data || !agents.data) throw new Error(`opencode did not list its providers and agents: ${JSON.stringify(providers.error ?? agents.error)}`);
+    return {
+      models: providers.data.providers.flatMap((p) => Object.values(p.models).map((m) => ({ id: `${p.id}/${m.id}`, name: m.name, provider: p.name }))),
+      defaults: providers.data.default,
+      agents: agents.data.map((a) => ({ name: a.name, mode: a.mode, ...(a.description ? { description: a.description } : {}) })),
+      checkedAt: new Date().toISOString(),
+    };
+  } finally {
+    await server.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
