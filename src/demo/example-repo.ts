@@ -17,8 +17,11 @@ export const EXAMPLE_PRD = {
 const gitEnv = { GIT_AUTHOR_NAME: "Ralph demo", GIT_AUTHOR_EMAIL: "ralph@localhost", GIT_COMMITTER_NAME: "Ralph demo", GIT_COMMITTER_EMAIL: "ralph@localhost" };
 const git = (cwd: string, ...args: string[]) => execa("git", args, { cwd, env: gitEnv });
 
-/** A throwaway repo with the example PRD, and a bare repo as its file:// origin. */
-export async function createExampleRepo(dir: string): Promise<{ repo: string; origin: string; taskDir: string }> {
+/**
+ * A throwaway repo with the example PRD (and, for the offline demo model, an
+ * opencode.json that selects it), plus a bare repo as its file:// origin.
+ */
+export async function createExampleRepo(dir: string, opencodeConfig?: Record<string, unknown>): Promise<{ repo: string; origin: string; taskDir: string }> {
   const origin = join(dir, "origin.git");
   const repo = join(dir, "greeter");
   const taskDir = join(repo, "ralph");
@@ -27,16 +30,11 @@ export async function createExampleRepo(dir: string): Promise<{ repo: string; or
   await git(repo, "init", "-q", "-b", "main");
   writeFileSync(join(repo, "README.md"), "# greeter\n\nAn example project for the Ralph Remote demo.\n");
   writeFileSync(join(repo, "AGENTS.md"), "Commit each story on its own.\n");
+  if (opencodeConfig) writeFileSync(join(repo, "opencode.json"), JSON.stringify(opencodeConfig, null, 2) + "\n");
   writeFileSync(join(taskDir, "prd.json"), JSON.stringify(EXAMPLE_PRD, null, 2) + "\n");
   await git(repo, "add", "-A");
   await git(repo, "commit", "-q", "-m", "Example project with a PRD");
   await git(repo, "remote", "add", "origin", `file://${origin}`);
   await git(repo, "push", "-q", "origin", "main");
   return { repo, origin, taskDir };
-}
-
-/** Pushes the loop's branch to the origin; failures are reported, not fatal. */
-export async function pushBranch(repo: string, branch: string): Promise<string | undefined> {
-  const r = await execa("git", ["push", "-q", "--force-with-lease", "origin", `refs/heads/${branch}:refs/heads/${branch}`], { cwd: repo, reject: false });
-  return r.exitCode === 0 ? undefined : r.stderr.trim();
 }

@@ -1,0 +1,79 @@
+import { execa } from "execa";
+import { ControlClient } from "../client/connection.js";
+import { isTerminal, streamEvents, type DaemonEvent } from "../client/events.js";
+import { startRemoteLoop } from "../client/start.js";
+import { homeDir } from "../config/paths.js";
+import { ensureLocalDaemon } from "../daemon/launcher.js";
+import type { LoopSummary } from "../daemon/rpc.js";
+import { scriptedModelConfig } from "../model/opencode-config.js";
+import { startScriptedModel } from "../model/scripted-model.js";
+import { LOCAL_NAME, zitiDown, zitiStatus, zitiUp } from "../ziti/network.js";
+import { createExampleRepo, EXAMPLE_PRD } from "./example-repo.js";
+
+export interface DemoOptions {
+  /** The user's model; without it, the scripted offline demo model. */
+  model?: string;
+  keepNetwork?: boolean;
+  keepDaemon?: boolean;
+  step: (line: string) => void;
+  warn: (line: string) => void;
+  onEvent: (e: DaemonEvent) => void;
+  signal: AbortSignal;
+}
+
+export interface DemoResult {
+  loop: LoopSummary;
+  origin: string;
+  /** `git log --oneline main..BRANCH` on the origin after the loop. */
+  pushed: string;
+}
+
+/**
+ * The product's main job on one machine: the embedded OpenZiti network, a
+ * local ralphd, and an example loop started, followed and finished through
+ * the overlay exactly as from another machine.
+ */
+export async function runRemoteDemo(o: DemoOptions): Promise<DemoResult> {
+  const cleanup: (() => Promise<unknown>)[] = [];
+  const networkWasRunning = (await zitiStatus()).running;
+  try {
+    o.step("OpenZiti network");
+    await zitiUp({ onProgress: o.step });
+    if (!networkWasRunning && !o.keepNetwork) cleanup.unshift(() => zitiDown().then(() => o.step("network stopped ('ralph ziti up' keeps one running)")));
+
+    let opencodeConfig: Record<string, unknown> | undefined;
+    if (!o.model) {
+      const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
+      cleanup.unshift(() => model.close());
+      opencodeConfig = scriptedModelConfig(model.baseUrl);
+      o.warn("model: the scripted offline DEMO model (no AI: it implements each story with a fixed script). Pass --model provider/model to use yours.");
+    } else o.step(`model: ${o.model}`);
+
+    o.step("ralphd, the daemon (its control API is reachable only through the overlay)");
+    const daemon = await ensureLocalDaemon();
+    if (daemon.startedHere && !o.keepDaemon) cleanup.unshift(() => daemon.stop());
+    o.step(daemon.startedHere ? `ralphd started (pid ${daemon.pid})` : `using the ralphd already running (pid ${daemon.pid})`);
+
+    const example = await createExampleRepo(homeDir("demo", new Date().toISOString().replace(/[:.]/g, "-")), opencodeConfig);
+    o.step(`example project ${example.repo}, origin file://${example.origin}`);
+
+    const client = await ControlClient.open(LOCAL_NAME);
+    cleanup.unshift(() => client.close());
+    o.step(`remote "${LOCAL_NAME}": control API through the overlay at ${client.url}`);
+    const started = await startRemoteLoop(client, { taskDir: example.taskDir, maxIterations: 6, model: o.model });
+    o.step(`loop ${started.id} started on ${started.branch}; watch it from another shell with 'ralph logs ${started.id} -f' or 'ralph attach ${started.id}'`);
+
+    const onStop = () => void client.call("POST", `/loops/${started.id}/stop`).catch(() => undefined);
+    o.signal.addEventListener("abort", onStop, { once: true });
+    try {
+      await streamEvents(client, { loopId: started.id, follow: true, stopWhen: isTerminal, onEvent: o.onEvent });
+    } finally {
+      o.signal.removeEventListener("abort", onStop);
+    }
+    const { loop } = await client.call<{ loop: LoopSummary }>("GET", `/loops/${started.id}`);
+    const log = await execa("git", ["--git-dir", example.origin, "log", "--oneline", `main..${EXAMPLE_PRD.branchName}`], { reject: false });
+    return { loop, origin: `file://${example.origin}`, pushed: log.stdout.trim() };
+  } finally {
+    for (const c of cleanup) await c().catch((err: unknown) => o.warn(`cleanup: ${(err as Error).message}`));
+  }
+}
