@@ -9,7 +9,7 @@ import { performance } from "node:perf_hooks";
 import { startScriptedModel } from "../src/model/scripted-model.js";
 import { scriptedModelConfig } from "../src/model/opencode-config.js";
 import { basicAuth, startOpencodeServer } from "../src/opencode/server.js";
-import { localManagementClient, zitiDown, zitiUp } from "../src/ziti/network.js";
+import { LOCAL_NAME, localManagementClient, type LocalNetwork } from "../src/ziti/network.js";
 import { startHostTunnel, startProxyTunnel } from "../src/ziti/tunnel.js";
 import { waitFor } from "../src/util/wait.js";
 import { summarize, table, type Summary } from "./stats.js";
@@ -72,22 +72,16 @@ async function sseLatency(streams: Record<string, string>, createUrl: string, he
   return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, summarize(v)])) as Record<string, Summary>;
 }
 
-export async function runOverlayBench(opts: { requests: number; log: (s: string) => void }) {
-  const ownHome = !process.env.RALPH_HOME;
-  const home = process.env.RALPH_HOME ?? mkdtempSync(join(tmpdir(), "ralph-bench-"));
-  process.env.RALPH_HOME = home;
-  opts.log(`RALPH_HOME=${home}; bringing up the OpenZiti network`);
-  const net = await zitiUp();
+export async function runOverlayBench(opts: { requests: number; home: string; net: LocalNetwork; log: (s: string) => void }) {
+  const { home, net } = opts;
   const model = await startScriptedModel({ script: { kind: "reply", text: "ok" } });
   const work = mkdtempSync(join(tmpdir(), "ralph-bench-oc-"));
   const oc = await startOpencodeServer({ cwd: work, stateDir: join(work, "state"), logFile: join(work, "opencode.log"), config: scriptedModelConfig(model.baseUrl) });
   const mgmt = await localManagementClient();
   const host = await startHostTunnel({ identityFile: net.daemonIdentityFile, logFile: join(home, "bench-host.log") });
-  const cleanup: (() => Promise<unknown>)[] = [() => host.stop(), () => mgmt.close(), () => oc.stop(), () => model.close(), () => zitiDown(),
-    // A temp home is ours to remove; a RALPH_HOME the user chose is kept.
-    async () => { rmSync(work, { recursive: true, force: true }); if (ownHome) rmSync(home, { recursive: true, force: true }); }];
+  const cleanup: (() => Promise<unknown>)[] = [() => host.stop(), () => mgmt.close(), () => oc.stop(), () => model.close(), async () => rmSync(work, { recursive: true, force: true })];
   try {
-    await mgmt.registerService("ralph-bench-opencode", { port: oc.port });
+    await mgmt.registerService("ralph-bench-opencode", { port: oc.port, daemon: LOCAL_NAME });
     const proxy = await startProxyTunnel({ identityFile: net.clientIdentityFile, service: "ralph-bench-opencode", logFile: join(home, "bench-proxy.log") });
     cleanup.unshift(() => proxy.stop(), () => mgmt.deregisterService("ralph-bench-opencode"));
     const headers = { authorization: basicAuth(oc.username, oc.password) };
@@ -109,9 +103,9 @@ export async function runOverlayBench(opts: { requests: number; log: (s: string)
     const dialable: number[] = [];
     for (let i = 0; i < 5; i++) {
       const name = `ralph-bench-new-${i}`;
-      const p = await startProxyTunnel({ identityFile: net.clientIdentityFile, service: name, logFile: join(home, `bench-proxy-${i}.log`), readiness: async () => true });
+      const p = await startProxyTunnel({ identityFile: net.clientIdentityFile, service: name, logFile: join(home, `bench-proxy-${i}.log`), readiness: async () => true, awaitService: true });
       const t0 = performance.now();
-      await mgmt.registerService(name, { port: oc.port });
+      await mgmt.registerService(name, { port: oc.port, daemon: LOCAL_NAME });
       await waitFor(async () => (await fetch(`${p.url}/global/health`, { headers, signal: AbortSignal.timeout(2000) })).status === 200, { what: `${name} to be dialable`, timeoutMs: 60_000, intervalMs: 50 });
       dialable.push(performance.now() - t0);
       await p.stop();

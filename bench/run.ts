@@ -1,20 +1,39 @@
-// npm run bench -- [--out FILE] [--requests N]
-import { writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+// npm run bench -- [--out FILE] [--requests N] [--samples N]
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { runDaemonBench } from "./daemon.js";
 import { runOverlayBench } from "./overlay.js";
 import { ZITI_VERSION } from "../src/ziti/binary.js";
+import { zitiDown, zitiUp } from "../src/ziti/network.js";
 
-const { values } = parseArgs({ options: { out: { type: "string" }, requests: { type: "string", default: "300" } } });
+const { values } = parseArgs({ options: { out: { type: "string" }, requests: { type: "string", default: "300" }, samples: { type: "string", default: "5" } } });
 const requests = Number(values.requests);
+const samples = Number(values.samples);
 if (!Number.isInteger(requests) || requests < 200) throw new Error("--requests must be a whole number of at least 200");
+if (!Number.isInteger(samples) || samples < 1) throw new Error("--samples must be a whole number of at least 1");
 
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ziti ${ZITI_VERSION}`;
 const log = (s: string) => process.stderr.write(`==> ${s}\n`);
-const overlay = await runOverlayBench({ requests, log });
-process.stdout.write(`\nMachine: ${machine}\n\n${overlay.tables.join("\n\n")}\n`);
-if (values.out) {
-  const { tables: _tables, ...figures } = overlay;
-  writeFileSync(values.out, JSON.stringify({ machine, ...figures }, null, 2) + "\n");
-  log(`figures written to ${values.out}`);
+
+// A private home (and network) unless the caller chose one; a chosen one is kept.
+const ownHome = !process.env.RALPH_HOME;
+const home = process.env.RALPH_HOME ?? mkdtempSync(join(tmpdir(), "ralph-bench-"));
+process.env.RALPH_HOME = home;
+log(`RALPH_HOME=${home}; bringing up the OpenZiti network`);
+const net = await zitiUp();
+try {
+  const overlay = await runOverlayBench({ requests, home, net, log });
+  const daemon = await runDaemonBench({ home, samples, log });
+  process.stdout.write(`\nMachine: ${machine}\n\n${[...overlay.tables, ...daemon.tables].join("\n\n")}\n`);
+  if (values.out) {
+    const { tables: _o, ...overlayFigures } = overlay;
+    const { tables: _d, ...daemonFigures } = daemon;
+    writeFileSync(values.out, JSON.stringify({ machine, ...overlayFigures, daemon: daemonFigures }, null, 2) + "\n");
+    log(`figures written to ${values.out}`);
+  }
+} finally {
+  await zitiDown();
+  if (ownHome) rmSync(home, { recursive: true, force: true });
 }

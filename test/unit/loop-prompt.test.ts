@@ -1,6 +1,6 @@
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildPrompt, loadTemplate, DEFAULT_TEMPLATE } from "../../src/loop/prompt.js";
@@ -11,8 +11,12 @@ import { ExitCode } from "../../src/cli/exit-codes.js";
 
 const prd = (notes?: string) => parsePrd(JSON.stringify({ branchName: "ralph/b", notes, userStories: [{ id: "A", title: "A" }] }), "p");
 
+const made: string[] = [];
+after(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
 function dirs() {
   const repoDir = mkdtempSync(join(tmpdir(), "prompt-"));
+  made.push(repoDir);
   const taskDir = join(repoDir, "task");
   return { repoDir, taskDir, prdFile: join(taskDir, "prd.json"), progressFile: join(taskDir, "progress.txt") };
 }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PrdError, loadPrd, nextStory, parsePrd, storyCounts, writePrd } from "../../src/prd/prd.js";
@@ -63,6 +63,7 @@ test("unknown fields survive a rewrite at every level", () => {
   assert.equal(back.userStories[0].owner, "me");
   assert.equal(back.userStories[0].acceptanceCriteria[0].weight, 3);
   assert.equal(back.userStories[0].passes, true);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test("nextStory takes the lowest priority number among unblocked failing stories", () => {
