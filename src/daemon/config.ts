@@ -4,11 +4,11 @@ import { z } from "zod";
 import { ralphHome } from "../config/paths.js";
 
 export const ControllerAuthSchema = z.discriminatedUnion("method", [
-  z.object({ method: z.literal("password"), username: z.string().min(1), passwordFile: z.string().min(1) }),
-  z.object({ method: z.literal("cert"), certFile: z.string().min(1), keyFile: z.string().min(1) }),
+  z.strictObject({ method: z.literal("password"), username: z.string().min(1), passwordFile: z.string().min(1) }),
+  z.strictObject({ method: z.literal("cert"), certFile: z.string().min(1), keyFile: z.string().min(1) }),
 ]);
 
-export const ControllerSchema = z.object({
+export const ControllerSchema = z.strictObject({
   /** e.g. https://127.0.0.1:1280 (the edge management API lives under it). */
   url: z.url(),
   /** PEM bundle that signs the controller's certificate. Always verified. */
@@ -16,7 +16,7 @@ export const ControllerSchema = z.object({
   auth: ControllerAuthSchema,
 });
 
-export const DaemonConfigSchema = z.object({
+export const DaemonConfigSchema = z.strictObject({
   /** The daemon's name; its control service is ralph-control-NAME. */
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, "lower-case letters, digits and dashes, at most 40"),
   /** Enrolled Ziti identity file (JSON) the host tunneler uses. */
