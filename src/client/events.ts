@@ -15,11 +15,21 @@ export const isTerminal = (e: DaemonEvent): boolean => e.type === "loop.status" 
 /**
  * Streams a daemon's events from `after`, resuming from the last seq seen
  * whenever the connection drops, so nothing is missed. Returns the last seq
- * when `follow` is off and the backlog is drained, or when `stopWhen` holds.
+ * when `follow` is off and the daemon says the backlog is drained, or when
+ * `stopWhen` holds.
  */
 export async function streamEvents(
   client: ControlClient,
-  opts: { loopId?: string; after?: number; follow: boolean; onEvent: (e: DaemonEvent) => void; stopWhen?: (e: DaemonEvent) => boolean; signal?: AbortSignal },
+  opts: {
+    loopId?: string;
+    after?: number;
+    follow: boolean;
+    onEvent: (e: DaemonEvent) => void;
+    /** Events older than the daemon keeps were asked for and are lost. */
+    onGap?: (message: string) => void;
+    stopWhen?: (e: DaemonEvent) => boolean;
+    signal?: AbortSignal;
+  },
 ): Promise<number> {
   let last = opts.after ?? 0;
   let failures = 0;
@@ -38,40 +48,38 @@ export async function streamEvents(
       failures = 0;
       const reader = res.body!.getReader();
       let buf = "";
-      let idle: NodeJS.Timeout | undefined;
-      const resetIdle = () => {
-        clearTimeout(idle);
-        // Without follow, a quiet second after the backlog means it is drained.
-        if (!opts.follow) idle = setTimeout(() => ctrl.abort(), 1000);
-      };
-      resetIdle();
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
         buf += Buffer.from(value).toString("utf8");
         let sep: number;
         while ((sep = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, sep);
+          const lines = buf.slice(0, sep).split("\n");
           buf = buf.slice(sep + 2);
-          const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+          const field = (name: string) => lines.filter((l) => l.startsWith(`${name}: `)).map((l) => l.slice(name.length + 2)).join("\n");
+          if (field("event") === "caught-up" && !opts.follow) {
+            ctrl.abort();
+            return last;
+          }
+          const data = field("data");
           if (!data) continue;
+          if (field("event") === "gap") {
+            opts.onGap?.((JSON.parse(data) as { message: string }).message);
+            continue;
+          }
           const e = JSON.parse(data) as DaemonEvent;
           if (typeof e.seq !== "number" || e.seq <= last) continue;
           last = e.seq;
           opts.onEvent(e);
-          resetIdle();
           if (opts.stopWhen?.(e)) {
-            clearTimeout(idle);
             ctrl.abort();
             return last;
           }
         }
       }
-      clearTimeout(idle);
       if (!opts.follow) return last;
     } catch (err) {
       if ((err as { fatal?: boolean }).fatal) throw err;
-      if (!opts.follow && ctrl.signal.aborted && !opts.signal?.aborted) return last;
       if (opts.signal?.aborted) return last;
       failures++;
       if (failures > 60) throw new Error(`lost the event stream and could not resume after ${failures} tries: ${(err as Error).message}`);

@@ -83,7 +83,8 @@ export function controlApi(deps: { manager: LoopManager; store: Store; startedAt
 
   /**
    * Events as SSE, each with `id: seq`. A client resumes with Last-Event-ID
-   * or ?after=SEQ and gets everything it missed that is still retained.
+   * or ?after=SEQ and gets everything it missed that is still retained, then
+   * a `caught-up` event, then live events.
    */
   app.get("/events", (c) => {
     const loopId = c.req.query("loop");
@@ -117,6 +118,8 @@ export function controlApi(deps: { manager: LoopManager; store: Store; startedAt
       for (let batch = store.eventsAfter(last, loopId); batch.length > 0; batch = store.eventsAfter(last, loopId)) {
         for (const e of batch) await send(e);
       }
+      // Tells a reader that only wants the backlog where it ends.
+      await stream.writeSSE({ event: "caught-up", data: JSON.stringify({ seq: last }) });
       while (!stream.aborted) {
         while (queue.length > 0) await send(queue.shift()!);
         await new Promise<void>((r) => {

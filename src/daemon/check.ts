@@ -1,7 +1,8 @@
-import { accessSync, constants, mkdirSync, readFileSync } from "node:fs";
+import { accessSync, constants, mkdirSync } from "node:fs";
 import { execa } from "execa";
 import { opencodeBinary } from "../opencode/binary.js";
-import { ensureZitiBinary } from "../ziti/binary.js";
+import { locateZitiBinary } from "../ziti/binary.js";
+import { identityIdOf } from "../ziti/identity-file.js";
 import { ManagementClient } from "../ziti/mgmt.js";
 import type { DaemonConfig } from "./config.js";
 
@@ -26,13 +27,9 @@ export async function checkDaemon(config: DaemonConfig): Promise<CheckResult[]> 
     if (!r || r.exitCode !== 0) throw new Error("git is not installed: install it (e.g. apt-get install git)");
     return r.stdout;
   });
-  await check("ziti", () => ensureZitiBinary());
+  await check("ziti", () => locateZitiBinary());
   await check("opencode", () => opencodeBinary());
-  await check("identity", () => {
-    const id = JSON.parse(readFileSync(config.identityFile, "utf8")) as { id?: { cert?: string } };
-    if (!id.id?.cert) throw new Error(`${config.identityFile} is not an enrolled Ziti identity: enrol one ('ralph ziti identity create NAME --role daemon')`);
-    return config.identityFile;
-  });
+  await check("identity", () => `${config.identityFile} (id ${identityIdOf(config.identityFile)})`);
   await check("controller", async () => {
     const m = await ManagementClient.connect(config.controller);
     await m.close();

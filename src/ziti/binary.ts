@@ -68,7 +68,8 @@ export interface EnsureOptions {
   onProgress?: (line: string) => void;
 }
 
-async function ensureProgram(p: GoProgram, opts: EnsureOptions): Promise<string> {
+/** The env-var binary (checked) or the cached build; undefined when it has yet to be built. */
+async function locateProgram(p: GoProgram): Promise<string | undefined> {
   const fromEnv = process.env[p.envVar];
   if (fromEnv) {
     if (!isExecutable(fromEnv)) throw new Error(`${p.envVar}=${fromEnv} is not an executable file; fix the path or unset it to build ${p.title}`);
@@ -79,9 +80,21 @@ async function ensureProgram(p: GoProgram, opts: EnsureOptions): Promise<string>
     return fromEnv;
   }
   const cached = p.cachePath();
-  if (isExecutable(cached)) return cached;
-  await goBuild(p, cached, opts.onProgress ?? (() => undefined));
-  return cached;
+  return isExecutable(cached) ? cached : undefined;
+}
+
+async function ensureProgram(p: GoProgram, opts: EnsureOptions): Promise<string> {
+  const found = await locateProgram(p);
+  if (found) return found;
+  await goBuild(p, p.cachePath(), opts.onProgress ?? (() => undefined));
+  return p.cachePath();
+}
+
+/** The ziti binary if it is there, without building it; the error says how to get it. */
+export async function locateZitiBinary(): Promise<string> {
+  const found = await locateProgram(programs.ziti);
+  if (!found) throw new Error(`ziti ${ZITI_VERSION} is not built yet: run 'ralph ziti install' (it builds and caches it), or set RALPH_ZITI_BIN`);
+  return found;
 }
 
 /** RALPH_ZITI_BIN, else the cached build, else builds it now. */

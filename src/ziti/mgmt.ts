@@ -71,8 +71,12 @@ export class ManagementClient {
     }
     const connect: Record<string, unknown> = { ca };
     if (cfg.auth.method === "cert") {
-      connect.cert = readFileSync(cfg.auth.certFile, "utf8");
-      connect.key = readFileSync(cfg.auth.keyFile, "utf8");
+      try {
+        connect.cert = readFileSync(cfg.auth.certFile, "utf8");
+        connect.key = readFileSync(cfg.auth.keyFile, "utf8");
+      } catch (err) {
+        throw new Error(`cannot read the admin certificate or key (${(err as Error).message}): fix controller.auth.certFile and keyFile`);
+      }
     }
     const client = new ManagementClient(new URL("/edge/management/v1", cfg.url).toString(), new Agent({ connect }), cfg.auth);
     await client.login();
@@ -84,7 +88,16 @@ export class ManagementClient {
   }
 
   private async login(): Promise<void> {
-    const body = this.auth.method === "password" ? { username: this.auth.username, password: readFileSync(this.auth.passwordFile, "utf8").trim() } : {};
+    let body = {};
+    if (this.auth.method === "password") {
+      let password: string;
+      try {
+        password = readFileSync(this.auth.passwordFile, "utf8").trim();
+      } catch (err) {
+        throw new Error(`cannot read the controller password (${(err as Error).message}): fix controller.auth.passwordFile`);
+      }
+      body = { username: this.auth.username, password };
+    }
     const r = await this.raw<{ token: string }>("POST", `/authenticate?method=${this.auth.method}`, body, false);
     this.token = r.token;
   }

@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -193,6 +193,30 @@ test("Ctrl-C on ralph logs --follow exits as stopped and leaves no tunneler behi
   assert.deepEqual(findProcesses((argv) => argv.includes("proxy") && argv.some((a) => a.startsWith("ralph-control-local:"))), []);
   assert.equal((await ralph(home, ["stop", id])).code, 0);
   model.setScript({ kind: "ralph-agent" });
+});
+
+test("ralphd check passes when ready and names what to fix when not", async () => {
+  const run = (config?: string) =>
+    new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const c = spawn(process.execPath, [ralphdScript, "check", "--json", ...(config ? ["--config", config] : [])], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "ignore"] });
+      let stdout = "";
+      c.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+      c.on("exit", (code) => resolve({ code, stdout }));
+    });
+  const ok = await run();
+  assert.equal(ok.code, 0, ok.stdout);
+  const checks = JSON.parse(ok.stdout) as { name: string; ok: boolean; detail: string }[];
+  assert.deepEqual(checks.map((c) => c.name), ["git", "ziti", "opencode", "identity", "controller", "workspace"]);
+  assert.ok(checks.every((c) => c.ok));
+  const broken = join(home, "broken-daemon.json");
+  const config = JSON.parse(readFileSync(join(home, "daemon", "config.json"), "utf8")) as { identityFile: string; controller: { url: string } };
+  writeFileSync(broken, JSON.stringify({ ...config, identityFile: join(home, "nowhere.json"), controller: { ...config.controller, url: "https://127.0.0.1:1" } }));
+  const bad = await run(broken);
+  assert.equal(bad.code, ExitCode.Unavailable);
+  const failed = Object.fromEntries((JSON.parse(bad.stdout) as { name: string; ok: boolean; detail: string }[]).filter((c) => !c.ok).map((c) => [c.name, c.detail]));
+  assert.deepEqual(Object.keys(failed), ["identity", "controller"]);
+  assert.match(failed.identity!, /cannot read the Ziti identity .*nowhere\.json.*enrol one/);
+  assert.match(failed.controller!, /cannot reach the Ziti controller .*is it running/);
 });
 
 test("a second ralphd for the same home is refused", async () => {

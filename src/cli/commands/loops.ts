@@ -44,8 +44,9 @@ export function registerLoopCommands(program: Command): void {
     .option(remoteOption, remoteHelp)
     .option("--json", "print as JSON")
     .action(async (o: { remote?: string; json?: boolean }) => {
-      const { loops } = await withControlClient(o.remote, (c) => c.call<{ loops: LoopSummary[] }>("GET", "/loops"));
+      const { loops, remote } = await withControlClient(o.remote, async (c) => ({ ...(await c.call<{ loops: LoopSummary[] }>("GET", "/loops")), remote: c.remoteName }));
       if (o.json) return printJson(loops);
+      if (loops.length === 0) process.stderr.write(`no loops on remote "${remote}" yet: 'ralph start TASK_DIR' starts one\n`);
       for (const l of loops) process.stdout.write(line(l) + "\n");
     });
 
@@ -76,6 +77,7 @@ export function registerLoopCommands(program: Command): void {
           loopId: id,
           follow: Boolean(o.follow) && !ended,
           stopWhen: isTerminal,
+          onGap: (message) => process.stderr.write(`${style.yellow("warning:")} ${message}\n`),
           onEvent: (e) => {
             if (o.json) return printJson(e);
             const text = describeDaemonEvent(e);
