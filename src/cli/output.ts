@@ -1,3 +1,4 @@
+import { UnavailableError } from "../util/errors.js";
 import { ExitCode, CliError } from "./exit-codes.js";
 
 /** Colour only when writing to a terminal and NO_COLOR is unset. */
@@ -25,9 +26,9 @@ export function printJson(value: unknown): void {
 export function reportError(err: unknown): number {
   const useErrColor = useColor(process.stderr);
   const prefix = useErrColor ? "\u001b[31merror:\u001b[39m" : "error:";
-  if (err instanceof CliError) {
+  if (err instanceof CliError || err instanceof UnavailableError) {
     process.stderr.write(`${prefix} ${err.message}\n`);
-    return err.exitCode;
+    return err instanceof CliError ? err.exitCode : ExitCode.Unavailable;
   }
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`${prefix} ${message}\n`);

@@ -1,6 +1,6 @@
-import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { homeDir } from "../config/paths.js";
+import { PACKAGE_ROOT } from "../version.js";
 import { SupervisedProcess } from "../process/supervisor.js";
 import { waitFor } from "../util/wait.js";
 import { runningDaemonPid } from "./main.js";
@@ -12,7 +12,8 @@ export interface LocalDaemon {
   stop(): Promise<void>;
 }
 
-const ralphdScript = (): string => fileURLToPath(new URL("../cli/ralphd.js", import.meta.url));
+/** The built daemon, also when this module runs from source (tests, bench). */
+const ralphdScript = (): string => join(PACKAGE_ROOT, "dist", "cli", "ralphd.js");
 
 /**
  * Starts ralphd for this RALPH_HOME in the background, unless one runs, and

@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { UnavailableError } from "../util/errors.js";
 
 /**
  * The opencode binary: RALPH_OPENCODE_BIN, else the one the opencode-ai npm
@@ -13,7 +14,7 @@ export function opencodeBinary(env: NodeJS.ProcessEnv = process.env): string {
     try {
       accessSync(fromEnv, constants.X_OK);
     } catch {
-      throw new Error(`RALPH_OPENCODE_BIN=${fromEnv} is not an executable file; fix the path or unset it to use the bundled opencode`);
+      throw new UnavailableError(`RALPH_OPENCODE_BIN=${fromEnv} is not an executable file; fix the path or unset it to use the bundled opencode`);
     }
     return fromEnv;
   }
@@ -21,13 +22,13 @@ export function opencodeBinary(env: NodeJS.ProcessEnv = process.env): string {
   try {
     pkgDir = dirname(createRequire(import.meta.url).resolve("opencode-ai/package.json"));
   } catch {
-    throw new Error("opencode is not installed: run 'npm ci' in the ralph-remote checkout, or set RALPH_OPENCODE_BIN");
+    throw new UnavailableError("opencode is not installed: run 'npm ci' in the ralph-remote checkout, or set RALPH_OPENCODE_BIN");
   }
   const bin = join(pkgDir, "bin", "opencode.exe");
   try {
     accessSync(bin, constants.X_OK);
   } catch {
-    throw new Error(`the opencode-ai package has no usable binary at ${bin}: reinstall with 'npm ci' (its postinstall step must run), or set RALPH_OPENCODE_BIN`);
+    throw new UnavailableError(`the opencode-ai package has no usable binary at ${bin}: reinstall with 'npm ci' (its postinstall step must run), or set RALPH_OPENCODE_BIN`);
   }
   return bin;
 }

@@ -2,9 +2,10 @@ import { createHash } from "node:crypto";
 import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { cacheDir } from "../config/paths.js";
+import { UnavailableError } from "../util/errors.js";
+import { PACKAGE_ROOT } from "../version.js";
 
 /**
  * The pinned ziti release. v1.7.2 is the newest the Go module proxy reachable
@@ -12,7 +13,7 @@ import { cacheDir } from "../config/paths.js";
  */
 export const ZITI_VERSION = "v1.7.2";
 
-const toolsDir = (): string => join(dirname(fileURLToPath(import.meta.url)), "..", "..", "tools", "ziti");
+const toolsDir = (): string => join(PACKAGE_ROOT, "tools", "ziti");
 
 /** The client-side dialer is our own source: its cache key is its content. */
 const dialerKey = (): string =>
@@ -72,10 +73,10 @@ export interface EnsureOptions {
 async function locateProgram(p: GoProgram): Promise<string | undefined> {
   const fromEnv = process.env[p.envVar];
   if (fromEnv) {
-    if (!isExecutable(fromEnv)) throw new Error(`${p.envVar}=${fromEnv} is not an executable file; fix the path or unset it to build ${p.title}`);
+    if (!isExecutable(fromEnv)) throw new UnavailableError(`${p.envVar}=${fromEnv} is not an executable file; fix the path or unset it to build ${p.title}`);
     const v = await execa(fromEnv, p.probeArgs, { reject: false, timeout: 15_000 });
     if (v.exitCode !== 0) {
-      throw new Error(`${p.envVar}=${fromEnv} does not run '${fromEnv} ${p.probeArgs.join(" ")}' (exit ${v.exitCode}); point it at ${p.title} or unset it to build it`);
+      throw new UnavailableError(`${p.envVar}=${fromEnv} does not run '${fromEnv} ${p.probeArgs.join(" ")}' (exit ${v.exitCode}); point it at ${p.title} or unset it to build it`);
     }
     return fromEnv;
   }
@@ -93,7 +94,7 @@ async function ensureProgram(p: GoProgram, opts: EnsureOptions): Promise<string>
 /** The ziti binary if it is there, without building it; the error says how to get it. */
 export async function locateZitiBinary(): Promise<string> {
   const found = await locateProgram(programs.ziti);
-  if (!found) throw new Error(`ziti ${ZITI_VERSION} is not built yet: run 'ralph ziti install' (it builds and caches it), or set RALPH_ZITI_BIN`);
+  if (!found) throw new UnavailableError(`ziti ${ZITI_VERSION} is not built yet: run 'ralph ziti install' (it builds and caches it), or set RALPH_ZITI_BIN`);
   return found;
 }
 
@@ -106,7 +107,7 @@ export const ensureDialerBinary = (opts: EnsureOptions = {}): Promise<string> =>
 async function goBuild(p: GoProgram, target: string, progress: (line: string) => void): Promise<void> {
   const go = await execa("go", ["version"], { reject: false }).catch(() => undefined);
   if (!go || go.exitCode !== 0) {
-    throw new Error(`building ${p.title} needs the Go toolchain (1.25 or newer): install Go (https://go.dev/doc/install or 'apt-get install golang'), or set ${p.envVar} to an existing binary`);
+    throw new UnavailableError(`building ${p.title} needs the Go toolchain (1.25 or newer): install Go (https://go.dev/doc/install or 'apt-get install golang'), or set ${p.envVar} to an existing binary`);
   }
   const work = mkdtempSync(join(tmpdir(), "ralph-ziti-build-"));
   try {
@@ -129,7 +130,7 @@ async function goBuild(p: GoProgram, target: string, progress: (line: string) =>
     const beat = setInterval(() => progress(`  ... ${Math.round((Date.now() - t0) / 1000)}s${last ? `: ${last.slice(0, 100)}` : ""}`), 15_000);
     const r = await child.finally(() => clearInterval(beat));
     if (r.exitCode !== 0) {
-      throw new Error(
+      throw new UnavailableError(
         `go build of ${p.title} failed (exit ${r.exitCode}):\n${(r.all ?? "").split("\n").slice(-15).join("\n")}\nCheck that the Go module proxy is reachable (GOPROXY) and Go is 1.25 or newer, or set ${p.envVar}`,
       );
     }

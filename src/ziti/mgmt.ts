@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { ControllerConfig } from "../daemon/config.js";
+import { UnavailableError } from "../util/errors.js";
 import { waitFor } from "../util/wait.js";
 import { DIAL_POLICY, Roles, bindPolicyName, hostedBy, serviceRoles } from "./roles.js";
 
@@ -114,7 +115,7 @@ export class ManagementClient {
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new Error(`cannot reach the Ziti controller at ${this.base} (${cause?.code ?? cause?.message ?? (err as Error).message}): is it running? ('ralph ziti status' for the local network)`);
+      throw new UnavailableError(`cannot reach the Ziti controller at ${this.base} (${cause?.code ?? cause?.message ?? (err as Error).message}): is it running? ('ralph ziti status' for the local network)`);
     }
     const text = await res.text();
     const json = text ? (JSON.parse(text) as Envelope<T>) : ({ data: undefined } as Envelope<T>);

@@ -205,3 +205,11 @@ test("the loop refuses to switch a dirty working tree to the PRD branch and chan
   assert.equal(r.status, ExitCode.InvalidInput);
   assert.match(r.stderr.toString(), /uncommitted changes/);
 });
+
+test("a missing opencode binary exits as unavailable, says how to fix it, and changes nothing", () => {
+  const f = fixture();
+  const r = spawnSync(process.execPath, [cli, "run", f.taskDir], { env: { ...process.env, RALPH_HOME: f.home, RALPH_OPENCODE_BIN: join(f.root, "no-opencode") } });
+  assert.equal(r.status, ExitCode.Unavailable);
+  assert.match(r.stderr.toString(), /RALPH_OPENCODE_BIN=.*no-opencode is not an executable file; fix the path or unset it/);
+  assert.equal(git(f.repo, "rev-parse", "--abbrev-ref", "HEAD"), "main");
+});

@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { runLoop, type LoopResult } from "../../loop/engine.js";
 import type { LoopEvent, LoopStatus } from "../../loop/events.js";
+import { opencodeBinary } from "../../opencode/binary.js";
 import { PrdError, loadPrd } from "../../prd/prd.js";
 import { CliError, ExitCode, type ExitCodeValue } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
@@ -67,6 +68,8 @@ export function registerRunCommand(program: Command): void {
         if (err instanceof PrdError) throw new CliError(err.message, ExitCode.InvalidInput);
         throw err;
       }
+      // Before the loop touches the repository (it switches branches).
+      opencodeBinary();
       const stop = new AbortController();
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {

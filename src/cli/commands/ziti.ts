@@ -15,11 +15,7 @@ export function registerZitiCommands(program: Command): void {
     .command("install")
     .description(`Build (once, cached) or locate ziti ${ZITI_VERSION} and the client's dialer; RALPH_ZITI_BIN and RALPH_ZITI_DIAL_BIN override`)
     .action(async () => {
-      try {
-        for (const ensure of [ensureZitiBinary, ensureDialerBinary]) process.stdout.write(`${await ensure({ onProgress: progress })}\n`);
-      } catch (err) {
-        throw new CliError((err as Error).message, ExitCode.Unavailable);
-      }
+      for (const ensure of [ensureZitiBinary, ensureDialerBinary]) process.stdout.write(`${await ensure({ onProgress: progress })}\n`);
     });
 
   ziti
