@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { runLoop } from "../loop/engine.js";
 import type { LoopEvent } from "../loop/events.js";
 import { adoptOpencodeServer, startOpencodeServer, OPENCODE_USERNAME, type OpencodeServer } from "../opencode/server.js";
-import { pidAlive } from "../process/supervisor.js";
+import { commandLineOf } from "../process/proc-scan.js";
+import { sleep } from "../util/wait.js";
 import type { ManagementClient } from "../ziti/mgmt.js";
 import { loopServiceName } from "../ziti/roles.js";
 import type { DaemonConfig } from "./config.js";
@@ -33,6 +34,8 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   private readonly workspace: Workspace;
   private readonly settings: OpencodeSettings;
   private catalogCache: { at: number; value: Promise<Catalog> } | undefined;
+  /** Each loop's latest registration of its attach service, still running or done. */
+  private readonly registrations = new Map<string, Promise<void>>();
 
   constructor(
     private readonly config: DaemonConfig,
@@ -134,9 +137,17 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
         keepAliveAfterParentExit: true,
       });
       const service = loopServiceName(this.config.name, id);
-      await this.mgmt.deregisterService(service);
-      await this.mgmt.registerService(service, { port: server.port, daemon: this.config.name });
       this.store.updateLoop(id, { opencodeUrl: server.url, opencodePid: server.pid, opencodePassword: server.password, service });
+      // Only attach needs the service: the first iteration does not wait for
+      // it. Registrations of one loop run in order (opencode may restart).
+      const registered = (this.registrations.get(id) ?? Promise.resolve())
+        .then(() => this.mgmt.deregisterService(service))
+        .then(() => this.mgmt.registerService(service, { port: server.port, daemon: this.config.name }))
+        .then(
+          () => undefined,
+          (err: unknown) => this.log(`loop ${id}: could not register ${service} for attach: ${(err as Error).message}`),
+        );
+      this.registrations.set(id, registered);
       return server;
     };
   }
@@ -174,20 +185,34 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     } catch (err) {
       this.setStatus(id, "failed", (err as Error).message);
     } finally {
-      const service = this.get(id).service;
-      if (service) await this.mgmt.deregisterService(service).catch(() => undefined);
-      await this.workspace.remove(worktree);
+      await this.release(id, worktree);
     }
   }
 
+  /** What an ended loop held: its attach service and its worktree. */
+  private async release(id: string, worktree: string): Promise<void> {
+    await this.registrations.get(id);
+    this.registrations.delete(id);
+    const service = this.get(id).service;
+    if (service) await this.mgmt.deregisterService(service).catch(() => undefined);
+    await this.workspace.remove(worktree);
+  }
+
+  /** Non-fatal: a push that fails three times is reported, and the next iteration's or the final push tries again. */
   private async pushWithRetry(id: string, worktree: string, branch: string): Promise<void> {
-    for (let attempt = 1; attempt <= 3; attempt++) {
+    const time = () => new Date().toISOString();
+    for (let attempt = 1; ; attempt++) {
       try {
-        await this.workspace.push(worktree, branch);
+        const commit = await this.workspace.push(worktree, branch);
+        this.record(id, { type: "loop.pushed", time: time(), branch, commit });
         return;
       } catch (err) {
-        // Non-fatal: the next iteration's push or the final one tries again.
-        if (attempt === 3) this.log(`loop ${id}: ${(err as Error).message}`);
+        if (attempt === 3) {
+          this.log(`loop ${id}: ${(err as Error).message}`);
+          this.record(id, { type: "loop.push-failed", time: time(), branch, error: (err as Error).message });
+          return;
+        }
+        await sleep(1000 * attempt);
       }
     }
   }
@@ -200,8 +225,10 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     const adopted: string[] = [];
     const failed: string[] = [];
     for (const row of this.store.activeLoops()) {
-      if (row.opencodePid && row.opencodeUrl && row.opencodePassword && pidAlive(row.opencodePid)) {
-        const server = adoptOpencodeServer({ url: row.opencodeUrl, username: OPENCODE_USERNAME, password: row.opencodePassword, pid: row.opencodePid });
+      const { opencodePid: pid, opencodeUrl: url, opencodePassword: password } = row;
+      // The pid must still be that opencode, not a process that reused it.
+      if (pid && url && password && commandLineOf(pid)?.includes(new URL(url).port)) {
+        const server = adoptOpencodeServer({ url, username: OPENCODE_USERNAME, password, pid });
         const stop = new AbortController();
         const req = {
           origin: row.origin,
@@ -217,6 +244,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
         adopted.push(row.id);
       } else {
         this.setStatus(row.id, "failed", `ralphd restarted and the loop's opencode${row.opencodePid ? ` (pid ${row.opencodePid})` : ""} was gone`);
+        void this.release(row.id, row.worktree);
         failed.push(row.id);
       }
     }

@@ -30,10 +30,16 @@ export interface LoopRow {
   opencodePassword: string | null;
 }
 
+/** What the daemon itself reports about a loop, beside the loop engine's events. */
+export type DaemonLoopEvent =
+  | { type: "loop.status"; time: string; status: LoopState; reason?: string }
+  | { type: "loop.pushed"; time: string; branch: string; commit: string }
+  | { type: "loop.push-failed"; time: string; branch: string; error: string };
+
 export interface StoredEvent {
   seq: number;
   loopId: string;
-  event: LoopEvent | { type: "loop.status"; time: string; status: LoopState; reason?: string };
+  event: LoopEvent | DaemonLoopEvent;
 }
 
 const MIGRATIONS = [

@@ -72,9 +72,11 @@ export class Workspace {
     return worktree;
   }
 
-  /** Pushes the loop's branch back; never forces over someone else's work. */
-  async push(worktree: string, branch: string): Promise<void> {
-    await git(worktree, ["push", "-q", "--force-with-lease", "origin", `HEAD:refs/heads/${branch}`], "git push");
+  /** Pushes the loop's branch back, never forcing over someone else's work; returns the commit pushed. */
+  async push(worktree: string, branch: string): Promise<string> {
+    const commit = await git(worktree, ["rev-parse", "HEAD"], "git rev-parse");
+    await git(worktree, ["push", "-q", "--force-with-lease", "origin", `${commit}:refs/heads/${branch}`], "git push");
+    return commit;
   }
 
   async remove(worktree: string): Promise<void> {

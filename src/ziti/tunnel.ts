@@ -53,7 +53,10 @@ async function supervise(spawnOptions: () => SpawnOptions, onRestart?: () => Pro
 /**
  * Hosts every service the identity may Bind, forwarding to its host.v1
  * address. The service poll rate is the minimum, so a new service is hosted
- * within about a second.
+ * within about a second. One default connection to the router keeps flow
+ * control in the router: with two (the default) the SDK does it, and in ziti
+ * 1.7.2 its hosting side stalled for good once clients aborted streams (every
+ * later dial of the service timed out; a stress test reproduced it).
  */
 export async function startHostTunnel(opts: { identityFile: string; logFile: string; kind?: "ziti" | "ziti-edge-tunnel" }): Promise<Tunnel> {
   if (opts.kind === "ziti-edge-tunnel") {
@@ -61,7 +64,7 @@ export async function startHostTunnel(opts: { identityFile: string; logFile: str
   }
   const ziti = await ensureZitiBinary();
   // The CLI agent is a debugging socket per process; a tunneler needs none.
-  const args = ["tunnel", "host", "-i", opts.identityFile, "--cli-agent=false", "--svcPollRate", "1"];
+  const args = ["tunnel", "host", "-i", opts.identityFile, "--cli-agent=false", "--svcPollRate", "1", "--default-connections", "1"];
   return supervise(() => ({ name: "ziti tunnel host", command: ziti, args, logFile: opts.logFile }));
 }
 

@@ -41,7 +41,7 @@ before(async () => {
   const opencodeConfigFile = join(home, "daemon-opencode.json");
   writeFileSync(opencodeConfigFile, JSON.stringify(scriptedModelConfig(model.baseUrl)));
   setDaemonConfig(home, { maxConcurrentLoops: 2, opencodeConfigFile });
-  project = makeProject(mkdtempSync(join(tmpdir(), "ralph-project-")), ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine"]);
+  project = makeProject(mkdtempSync(join(tmpdir(), "ralph-project-")), ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine", "ralph/ten"]);
   daemon = await startRalphd(home);
 });
 
@@ -290,16 +290,35 @@ test("an identity without a Dial policy cannot reach the control service", async
   assert.equal((await ralph(home, ["remote", "rm", "outsider"])).code, 0);
 });
 
-test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which then completes", async () => {
+async function opencodePidOf(id: string): Promise<number> {
+  const events: DaemonEvent[] = [];
+  const client = await ControlClient.open();
+  try {
+    await streamEvents(client, { loopId: id, follow: false, onEvent: (e) => events.push(e) });
+  } finally {
+    await client.close();
+  }
+  return Number(events.find((e) => e.type === "opencode.started")!.pid);
+}
+
+test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which then completes; a loop whose opencode died is marked failed", async () => {
   model.setScript({ kind: "hang" });
   const before = model.requestCount();
   const id = await startLoop("ralph/five");
-  await waitFor(() => model.requestCount() > before, { what: "the loop's first model request", timeoutMs: 60_000 });
+  const orphan = await startLoop("ralph/ten");
+  await waitFor(() => model.requestCount() >= before + 2, { what: "both loops' first model requests", timeoutMs: 60_000 });
+  const orphanOpencode = await opencodePidOf(orphan);
   daemon.child.kill("SIGKILL");
   await new Promise((res) => daemon.child.once("exit", res));
+  signalGroup(orphanOpencode, "SIGKILL");
+  await waitFor(() => !pidAlive(orphanOpencode), { what: "the killed opencode to be gone", timeoutMs: 10_000 });
   model.setScript({ kind: "ralph-agent" });
   daemon = await startRalphd(home);
   assert.match(daemon.log(), new RegExp(`re-adopted running loops: ${id}`));
+  assert.match(daemon.log(), new RegExp(`marked failed \\(their opencode was gone\\): ${orphan}`));
+  const failed = await loopStatus(orphan);
+  assert.equal(failed.status, "failed");
+  assert.match((failed as { reason?: string }).reason ?? "", new RegExp(`ralphd restarted and the loop's opencode \\(pid ${orphanOpencode}\\) was gone`));
   assert.match(daemon.log(), /stopped host tunnelers left by an earlier ralphd: \d+/);
   assert.equal(findProcesses((argv) => argv.includes("host") && argv.includes(network.net.daemonIdentityFile)).length, 1, "one host tunneler, not two");
   await waitStatus(id, (s) => s.status === "completed", "the re-adopted loop to complete");

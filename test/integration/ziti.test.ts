@@ -4,6 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { createServer as createHttpServer } from "node:http";
 import { connect, createServer, type AddressInfo } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -187,6 +188,46 @@ test("a stream that ends by closing reaches the dialer whole, with its end", asy
   }
 });
 
+test("the host keeps serving while clients abort many streams", async () => {
+  // A fast stream that clients abort mid-flow: with SDK flow control this
+  // once left the host tunneler unable to accept any further connection.
+  const server = createHttpServer((req, res) => {
+    if (req.url !== "/stream") return void res.end("ok");
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    const t = setInterval(() => res.write(`data: ${"x".repeat(2000)}\n\n`), 5);
+    res.on("close", () => clearInterval(t));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const name = "ralph-loop-test-streams";
+  try {
+    await mgmt.registerService(name, { port: (server.address() as AddressInfo).port, daemon: LOCAL_NAME });
+    const failures: string[] = [];
+    for (let round = 0; round < 10; round++) {
+      const p = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: name, logFile: join(network.home, "streams.log"), readiness: async () => true });
+      await Promise.all(
+        Array.from({ length: 5 }, async () => {
+          try {
+            const ctrl = new AbortController();
+            const res = await fetch(`${p.url}/stream`, { signal: AbortSignal.any([ctrl.signal, AbortSignal.timeout(10_000)]) });
+            const reader = res.body!.getReader();
+            await reader.read();
+            await reader.read();
+            ctrl.abort();
+            assert.equal(await (await fetch(`${p.url}/ok`, { signal: AbortSignal.timeout(10_000) })).text(), "ok");
+          } catch (err) {
+            failures.push(`round ${round}: ${(err as Error).message}`);
+          }
+        }),
+      );
+      await p.stop();
+    }
+    assert.deepEqual(failures, []);
+  } finally {
+    server.close();
+    await mgmt.deregisterService(name);
+  }
+});
+
 test("nothing of the network, the tunnelers, opencode or the client proxy listens beyond 127.0.0.1", () => {
   const listeners = listenersOfTree(process.pid);
   assert.ok(listeners.some((l) => l.port === proxy.port), "the client proxy is among them");
@@ -235,4 +276,14 @@ test("ralph ziti status and up through the CLI reuse the running network", async
   const argv = commandLineOf(status.pid)!.join(" ");
   assert.ok(argv.includes("quickstart"));
   assert.ok(!argv.includes("--password"), "the admin password is never on the network's command line");
+
+  assert.match((await run(process.execPath, [cli, "ziti", "down"], { env })).stdout, /network stopped/);
+  const down = await run(process.execPath, [cli, "ziti", "status", "--json"], { env }).catch((e: { stdout: string; code: number }) => e);
+  assert.equal((down as { code?: number }).code, 6, "status exits unavailable while the network is down");
+  assert.equal(JSON.parse(down.stdout).running, false);
+  const again = JSON.parse((await run(process.execPath, [cli, "ziti", "up", "--json"], { env })).stdout) as { pid: number };
+  assert.notEqual(again.pid, status.pid);
+  const restarted = JSON.parse((await run(process.execPath, [cli, "ziti", "status", "--json"], { env })).stdout) as typeof status;
+  assert.deepEqual(restarted.identities, status.identities, "a stopped network comes back with its state");
+  assert.ok(restarted.services.includes(SERVICE));
 });

@@ -17,7 +17,9 @@ const line = (l: LoopSummary) =>
   `${l.id}  ${l.status.padEnd(9)}  ${l.branch}  ${l.passed}/${l.total} stories  iteration ${l.iteration}/${l.maxIterations}${l.storyId ? `  ${l.storyId}` : ""}${l.reason && l.status !== "completed" ? `  (${l.reason})` : ""}`;
 
 export function describeDaemonEvent(e: DaemonEvent): string | undefined {
-  if (e.type === "loop.status") return `${style.bold(String(e.status))}${e.reason ? ` (${String(e.reason)})` : ""}`;
+  if (e.type === "loop.status") return `loop ${e.loopId} ${style.bold(String(e.status))}${e.reason ? ` (${String(e.reason)})` : ""}`;
+  if (e.type === "loop.pushed") return style.dim(`   pushed ${String(e.branch)} at ${String(e.commit).slice(0, 7)} to the origin`);
+  if (e.type === "loop.push-failed") return style.yellow(`   push of ${String(e.branch)} failed (tried again later): ${String(e.error)}`);
   const parsed = LoopEventSchema.safeParse(e);
   return parsed.success ? describeEvent(parsed.data) : undefined;
 }

@@ -58,11 +58,13 @@ func main() {
 	if err != nil {
 		fatal("cannot load identity "+*identity, err)
 	}
-	// As `ziti tunnel` does: without a control connection to the router, the
-	// host's close of a circuit was not passed on here, and a stream that ends
-	// by closing stalled (measured with the SDK's defaults).
+	// Without a control connection to the router, the host's close of a
+	// circuit was not passed on here and a stream that ends by closing
+	// stalled. A single default connection keeps flow control in the router:
+	// with more, the SDK takes it over, and in this release that could stall
+	// the hosting side once clients aborted streams (both measured).
 	cfg.MaxControlConnections = 1
-	cfg.MaxDefaultConnections = 2
+	cfg.MaxDefaultConnections = 1
 	ctx, err := ziti.NewContext(cfg)
 	if err != nil {
 		fatal("cannot create a Ziti context", err)
