@@ -146,6 +146,7 @@ export function adoptOpencodeServer(info: { url: string; username: string; passw
         await waitFor(() => !alive(), { what: "opencode to stop", timeoutMs: 5000, intervalMs: 100 });
       } catch {
         signalGroup(info.pid, "SIGKILL");
+        await waitFor(() => !alive(), { what: `opencode (pid ${info.pid}) to die after SIGKILL`, timeoutMs: 5000, intervalMs: 100 });
       }
     },
   };

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createServer as createHttpServer } from "node:http";
 import { connect, createServer, type AddressInfo } from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -236,12 +236,16 @@ test("nothing of the network, the tunnelers, opencode or the client proxy listen
   assert.deepEqual(listeners.filter((l) => !isLoopbackAddress(l.address)), []);
 });
 
-test("a revoked client loses access", async () => {
-  const file = await enrolledIdentity("revoke-me", ["ralph-client"]);
+const ralphCli = (...args: string[]) => promisify(execFile)(process.execPath, [join(process.cwd(), "dist", "cli", "ralph.js"), ...args], { env: { ...process.env, RALPH_HOME: network.home } });
+
+test("a client identity made with ralph ziti identity create works, and revoking it takes access away", async () => {
+  const file = join(network.home, "laptop.json");
+  assert.equal((await ralphCli("ziti", "identity", "create", "laptop", "--role", "client", "--out", file)).stdout.trim(), file);
+  assert.equal(statSync(file).mode & 0o777, 0o600, "identity files are private");
   const p = await startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "revoked.log") });
   extraTunnels.push(p);
   assert.equal((await fetch(`${p.url}/global/health`, { headers: auth })).status, 200);
-  assert.equal(await mgmt.deleteIdentity("revoke-me"), true);
+  assert.match((await ralphCli("ziti", "identity", "revoke", "laptop")).stdout, /revoked laptop/);
   await waitFor(
     async () => {
       try {
@@ -254,6 +258,29 @@ test("a revoked client loses access", async () => {
     { what: "the revoked identity to lose access", timeoutMs: 60_000, intervalMs: 500 },
   );
   await assert.rejects(startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "revoked-again.log") }), /controller refused this identity/);
+  await assert.rejects(ralphCli("ziti", "identity", "revoke", "laptop"), (e: { code: number; stderr: string }) => e.code === 5 && /no identity named "laptop"/.test(e.stderr));
+});
+
+test("the management client logs in with an admin certificate too, and renews an expired session", async () => {
+  const { id } = await mgmt.request<{ id: string }>("POST", "/identities", { name: "cert-admin", type: "Default", isAdmin: true, roleAttributes: [], enrollment: { ott: true } });
+  const jwt = (await mgmt.request<{ enrollment: { ott: { jwt: string } } }>("GET", `/identities/${id}`)).enrollment.ott.jwt;
+  const identityFile = join(network.home, "cert-admin.json");
+  await enrollIdentity(jwt, identityFile);
+  const pem = JSON.parse(readFileSync(identityFile, "utf8")) as { id: { cert: string; key: string } };
+  const certFile = join(network.home, "cert-admin.cert");
+  const keyFile = join(network.home, "cert-admin.key");
+  writeFileSync(certFile, pem.id.cert.replace(/^pem:/, ""), { mode: 0o600 });
+  writeFileSync(keyFile, pem.id.key.replace(/^pem:/, ""), { mode: 0o600 });
+  const byCert = await ManagementClient.connect({ ...network.net.controller, auth: { method: "cert", certFile, keyFile } });
+  try {
+    assert.ok((await byCert.listNames("identities")).some((i) => i.name === "cert-admin"));
+    // Ending our own API session is what an expiry looks like to the client.
+    await byCert.request("DELETE", "/current-api-session");
+    assert.ok((await byCert.listNames("services")).some((x) => x.name === SERVICE), "logged in again after a 401");
+  } finally {
+    await byCert.close();
+    await mgmt.deleteIdentity("cert-admin");
+  }
 });
 
 test("a killed host tunneler is restarted and traffic recovers", async () => {
@@ -266,6 +293,7 @@ test("a killed host tunneler is restarted and traffic recovers", async () => {
 test("ralph ziti status and up through the CLI reuse the running network", async () => {
   const cli = join(process.cwd(), "dist", "cli", "ralph.js");
   const run = promisify(execFile);
+  for (const f of ["admin-password", "network.json"]) assert.equal(statSync(join(network.home, "ziti", f)).mode & 0o777, 0o600, `${f} is private`);
   const env = { ...process.env, RALPH_HOME: network.home };
   const status = JSON.parse((await run(process.execPath, [cli, "ziti", "status", "--json"], { env })).stdout) as { running: boolean; pid: number; services: string[]; identities: { name: string }[] };
   assert.equal(status.running, true);

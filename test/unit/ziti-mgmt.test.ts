@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ZitiApiError, controllerError, serviceConfigData, servicePolicyBody } from "../../src/ziti/mgmt.js";
 import { ensureZitiBinary } from "../../src/ziti/binary.js";
+import { UnavailableError } from "../../src/util/errors.js";
 
 test("service configs always forward to IPv4 loopback and intercept the service's own name", () => {
   const d = serviceConfigData("ralph-control-box", 4096);
@@ -61,5 +62,22 @@ test("RALPH_ZITI_BIN must be an executable file, and the error says how to fix i
     if (saved === undefined) delete process.env.RALPH_ZITI_BIN;
     else process.env.RALPH_ZITI_BIN = saved;
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("without Go, building ziti fails at once and says what to install", async () => {
+  const saved = { PATH: process.env.PATH, RALPH_CACHE_DIR: process.env.RALPH_CACHE_DIR, RALPH_ZITI_BIN: process.env.RALPH_ZITI_BIN };
+  const empty = mkdtempSync(join(tmpdir(), "ralph-nogo-"));
+  try {
+    process.env.PATH = empty;
+    process.env.RALPH_CACHE_DIR = empty;
+    delete process.env.RALPH_ZITI_BIN;
+    await assert.rejects(ensureZitiBinary(), (e: Error) => e instanceof UnavailableError && /needs the Go toolchain .*install Go .*or set RALPH_ZITI_BIN/.test(e.message));
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    rmSync(empty, { recursive: true, force: true });
   }
 });
