@@ -119,7 +119,9 @@ export class ManagementClient {
     }
     const text = await res.text();
     const json = text ? (JSON.parse(text) as Envelope<T>) : ({ data: undefined } as Envelope<T>);
-    if (!res.ok) throw controllerError(res.status, res.statusText, json, method, path);
+    // An expired or unknown session is answered 200 with an error envelope
+    // (seen on 1.7.2), so the envelope decides, not only the status.
+    if (!res.ok || json.error) throw controllerError(res.status, res.statusText, json, method, path);
     return json.data;
   }
 
@@ -128,7 +130,7 @@ export class ManagementClient {
     try {
       return await this.raw<T>(method, path, body);
     } catch (err) {
-      if (err instanceof ZitiApiError && err.status === 401) {
+      if (err instanceof ZitiApiError && (err.status === 401 || err.code === "UNAUTHORIZED")) {
         await this.login();
         return this.raw<T>(method, path, body);
       }
