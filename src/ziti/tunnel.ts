@@ -1,4 +1,6 @@
+import { execa } from "execa";
 import { SupervisedProcess, type SpawnOptions } from "../process/supervisor.js";
+import { UnavailableError } from "../util/errors.js";
 import { sleep, waitFor } from "../util/wait.js";
 import { ensureDialerBinary, ensureZitiBinary } from "./binary.js";
 
@@ -59,13 +61,21 @@ async function supervise(spawnOptions: () => SpawnOptions, onRestart?: () => Pro
  * later dial of the service timed out; a stress test reproduced it).
  */
 export async function startHostTunnel(opts: { identityFile: string; logFile: string; kind?: "ziti" | "ziti-edge-tunnel" }): Promise<Tunnel> {
+  // The host writes its own log: a pipe would kill it with SIGPIPE whenever
+  // its parent died first, so whether a crashed ralphd left one behind (for
+  // the next ralphd to stop) would be a race.
+  const output = { logFile: opts.logFile, outputToFileOnly: true };
   if (opts.kind === "ziti-edge-tunnel") {
-    return supervise(() => ({ name: "ziti-edge-tunnel run-host", command: "ziti-edge-tunnel", args: ["run-host", "-i", opts.identityFile], logFile: opts.logFile }));
+    const probe = await execa("ziti-edge-tunnel", ["version"], { reject: false });
+    if (probe.exitCode !== 0) {
+      throw new UnavailableError("hostTunneler is ziti-edge-tunnel, but 'ziti-edge-tunnel version' does not run: install it on PATH, or set hostTunneler to \"ziti\"");
+    }
+    return supervise(() => ({ name: "ziti-edge-tunnel run-host", command: "ziti-edge-tunnel", args: ["run-host", "-i", opts.identityFile], ...output }));
   }
   const ziti = await ensureZitiBinary();
   // The CLI agent is a debugging socket per process; a tunneler needs none.
   const args = ["tunnel", "host", "-i", opts.identityFile, "--cli-agent=false", "--svcPollRate", "1", "--default-connections", "1"];
-  return supervise(() => ({ name: "ziti tunnel host", command: ziti, args, logFile: opts.logFile }));
+  return supervise(() => ({ name: "ziti tunnel host", command: ziti, args, ...output }));
 }
 
 /** Any HTTP answer through the proxy proves the overlay path works end to end. */
