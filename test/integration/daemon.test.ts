@@ -290,7 +290,8 @@ test("an identity without a Dial policy cannot reach the control service", async
   assert.equal((await ralph(home, ["remote", "rm", "outsider"])).code, 0);
 });
 
-async function opencodePidOf(id: string): Promise<number> {
+/** Every event of one loop that the daemon has so far. */
+async function eventsOf(id: string): Promise<DaemonEvent[]> {
   const events: DaemonEvent[] = [];
   const client = await ControlClient.open();
   try {
@@ -298,7 +299,7 @@ async function opencodePidOf(id: string): Promise<number> {
   } finally {
     await client.close();
   }
-  return Number(events.find((e) => e.type === "opencode.started")!.pid);
+  return events;
 }
 
 test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which then completes; a loop whose opencode died is marked failed", async () => {
@@ -307,7 +308,7 @@ test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which t
   const id = await startLoop("ralph/five");
   const orphan = await startLoop("ralph/ten");
   await waitFor(() => model.requestCount() >= before + 2, { what: "both loops' first model requests", timeoutMs: 60_000 });
-  const orphanOpencode = await opencodePidOf(orphan);
+  const orphanOpencode = Number((await eventsOf(orphan)).find((e) => e.type === "opencode.started")!.pid);
   daemon.child.kill("SIGKILL");
   await new Promise((res) => daemon.child.once("exit", res));
   signalGroup(orphanOpencode, "SIGKILL");
@@ -322,14 +323,7 @@ test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which t
   assert.match(daemon.log(), /stopped host tunnelers left by an earlier ralphd: \d+/);
   assert.equal(findProcesses((argv) => argv.includes("host") && argv.includes(network.net.daemonIdentityFile)).length, 1, "one host tunneler, not two");
   await waitStatus(id, (s) => s.status === "completed", "the re-adopted loop to complete");
-  const events: DaemonEvent[] = [];
-  const client = await ControlClient.open();
-  try {
-    await streamEvents(client, { loopId: id, follow: false, onEvent: (e) => events.push(e) });
-  } finally {
-    await client.close();
-  }
-  const started = events.filter((e) => e.type === "opencode.started");
+  const started = (await eventsOf(id)).filter((e) => e.type === "opencode.started");
   assert.equal(started.length, 1, "the same opencode server carried on after the restart");
   const pid = Number(started[0]!.pid);
   opencodePids.push(pid);
