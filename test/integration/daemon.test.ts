@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,6 +30,7 @@ let model: ScriptedModel;
 let daemon: Awaited<ReturnType<typeof startRalphd>>;
 let home: string;
 let project: { repo: string; origin: string };
+let projectRoot: string | undefined;
 const opencodePids: number[] = [];
 
 before(async () => {
@@ -41,7 +42,8 @@ before(async () => {
   const opencodeConfigFile = join(home, "daemon-opencode.json");
   writeFileSync(opencodeConfigFile, JSON.stringify(scriptedModelConfig(model.baseUrl)));
   setDaemonConfig(home, { maxConcurrentLoops: 2, opencodeConfigFile });
-  project = makeProject(mkdtempSync(join(tmpdir(), "ralph-project-")), ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine", "ralph/ten"]);
+  projectRoot = mkdtempSync(join(tmpdir(), "ralph-project-"));
+  project = makeProject(projectRoot, ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine", "ralph/ten"]);
   daemon = await startRalphd(home);
 });
 
@@ -53,6 +55,7 @@ after(async () => {
   for (const pid of opencodePids) signalGroup(pid, "SIGKILL");
   await model?.close();
   await network?.stop();
+  if (projectRoot) rmSync(projectRoot, { recursive: true, force: true });
 });
 
 const gitIn = (...args: string[]) => execFileSync("git", args, { cwd: project.repo }).toString().trim();
