@@ -41,8 +41,6 @@ export const LoopSummarySchema = z.object({
 });
 export type LoopSummary = z.infer<typeof LoopSummarySchema>;
 
-export const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
-
 export type ErrorCode = "invalid_request" | "not_found" | "conflict" | "busy" | "too_large" | "internal";
 export class RpcError extends Error {
   constructor(

@@ -200,10 +200,6 @@ export function releaseFromParentExit(proc: SupervisedProcess): void {
   proc.unref();
 }
 
-export function liveChildren(): readonly SupervisedProcess[] {
-  return [...live];
-}
-
 process.once("exit", () => {
   for (const p of live) signalGroup(p.pid, "SIGKILL");
 });
