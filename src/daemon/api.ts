@@ -34,15 +34,15 @@ export function controlApi(deps: { manager: LoopManager; store: Store; startedAt
   app.onError((err, c) => (err instanceof RpcError ? fail(c, err.code, err.message) : fail(c, "internal", err.message)));
   app.notFound((c) => fail(c, "not_found", `no route ${c.req.method} ${c.req.path}`));
 
-  app.get("/health", (c) =>
+  app.get("/health", async (c) =>
     c.json<Health>({
       name: deps.name,
       healthy: true,
       uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
-      loops: { active: manager.activeCount(), total: store.listLoops().length, max: deps.maxConcurrentLoops },
+      loops: { active: manager.activeCount(), total: store.countLoops(), max: deps.maxConcurrentLoops },
       load: loadavg(),
       memory: { rssBytes: process.memoryUsage().rss },
-      versions: { ralph: VERSION, node: process.version, ziti: ZITI_VERSION, opencode: opencodeVersion() },
+      versions: { ralph: VERSION, node: process.version, ziti: ZITI_VERSION, opencode: await opencodeVersion() },
     }),
   );
 

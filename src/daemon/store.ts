@@ -102,6 +102,10 @@ export class Store {
     return this.db.prepare(`SELECT * FROM loops ORDER BY createdAt DESC`).all() as LoopRow[];
   }
 
+  countLoops(): number {
+    return (this.db.prepare(`SELECT COUNT(*) AS n FROM loops`).get() as { n: number }).n;
+  }
+
   activeLoops(): LoopRow[] {
     return this.db.prepare(`SELECT * FROM loops WHERE status IN ('starting', 'running')`).all() as LoopRow[];
   }

@@ -1,7 +1,7 @@
-import { execFileSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { execa } from "execa";
 import { UnavailableError } from "../util/errors.js";
 
 /**
@@ -33,9 +33,12 @@ export function opencodeBinary(env: NodeJS.ProcessEnv = process.env): string {
   return bin;
 }
 
-let version: string | undefined;
-/** `opencode --version`, asked once per process. */
-export function opencodeVersion(): string {
-  version ??= execFileSync(opencodeBinary(), ["--version"], { encoding: "utf8", timeout: 30_000 }).trim();
+let version: Promise<string> | undefined;
+/** `opencode --version`, asked once per process, without blocking it. */
+export function opencodeVersion(): Promise<string> {
+  if (!version) {
+    version = execa(opencodeBinary(), ["--version"], { timeout: 30_000 }).then((r) => r.stdout.trim());
+    version.catch(() => (version = undefined));
+  }
   return version;
 }

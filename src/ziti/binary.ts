@@ -15,13 +15,14 @@ export const ZITI_VERSION = "v1.7.2";
 
 const toolsDir = (): string => join(PACKAGE_ROOT, "tools", "ziti");
 
-/** The client-side dialer is our own source: its cache key is its content. */
+/** The client-side dialer is our own source: its cache key is its content (hashed once per process). */
+let dialerHash: string | undefined;
 const dialerKey = (): string =>
-  createHash("sha256")
+  (dialerHash ??= createHash("sha256")
     .update(readFileSync(join(toolsDir(), "dialer", "main.go")))
     .update(readFileSync(join(toolsDir(), "go.sum")))
     .digest("hex")
-    .slice(0, 12);
+    .slice(0, 12));
 
 interface GoProgram {
   /** What the user sees in progress and errors. */
@@ -69,9 +70,21 @@ export interface EnsureOptions {
   onProgress?: (line: string) => void;
 }
 
+/** Binaries found (and, for an env var, probed) in this process, by where they were looked for. */
+const located = new Map<string, string>();
+
 /** The env-var binary (checked) or the cached build; undefined when it has yet to be built. */
 async function locateProgram(p: GoProgram): Promise<string | undefined> {
   const fromEnv = process.env[p.envVar];
+  const key = `${p.envVar}=${fromEnv ?? ""}\0${p.cachePath()}`;
+  const known = located.get(key);
+  if (known && isExecutable(known)) return known;
+  const found = await probeProgram(p, fromEnv);
+  if (found) located.set(key, found);
+  return found;
+}
+
+async function probeProgram(p: GoProgram, fromEnv: string | undefined): Promise<string | undefined> {
   if (fromEnv) {
     if (!isExecutable(fromEnv)) throw new UnavailableError(`${p.envVar}=${fromEnv} is not an executable file; fix the path or unset it to build ${p.title}`);
     const v = await execa(fromEnv, p.probeArgs, { reject: false, timeout: 15_000 });

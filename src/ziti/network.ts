@@ -160,7 +160,7 @@ export async function createMachineIdentity(m: ManagementClient, name: string, r
 export async function revokeMachineIdentity(m: ManagementClient, name: string): Promise<boolean> {
   const identity = await m.getIdentity(name);
   if (!identity) return false;
-  await m.deleteIdentity(name);
+  await m.request("DELETE", `/identities/${identity.id}`);
   await m.deleteDaemonBindPolicy(name, identity.id);
   return true;
 }

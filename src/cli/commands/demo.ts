@@ -4,7 +4,7 @@ import { LoopStatusSchema } from "../../loop/events.js";
 import { ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
 import { describeDaemonEvent } from "./loops.js";
-import { exitCodeForStatus } from "./run.js";
+import { exitCodeForStatus, summary } from "./run.js";
 
 export function registerDemoCommand(program: Command): void {
   program
@@ -43,16 +43,15 @@ export function registerDemoCommand(program: Command): void {
           signal: stop.signal,
         });
         const { loop } = r;
+        // A loop that ended before it ran (a failed checkout) is "failed" too.
+        const status = LoopStatusSchema.catch("failed").parse(loop.status);
         if (o.json) printJson({ type: "demo.result", loop, origin: r.origin, pushed: r.pushed.split("\n").filter(Boolean) });
         else {
-          const colour = loop.status === "completed" ? style.green : style.red;
-          process.stdout.write(
-            `\n${colour(loop.status)}: ${loop.passed}/${loop.total} stories pass after ${loop.iteration} iteration(s)${loop.reason && loop.status !== "completed" ? ` (${loop.reason})` : ""}\n` +
-              `pushed to ${r.origin} on ${loop.branch}:\n${r.pushed || "(nothing)"}\n`,
-          );
+          const durationMs = Date.parse(loop.endedAt ?? loop.updatedAt) - Date.parse(loop.createdAt);
+          const result = { status, iterations: loop.iteration, passed: loop.passed, total: loop.total, durationMs, reason: loop.reason ?? undefined };
+          process.stdout.write(`\n${summary(result)}\npushed to ${r.origin} on ${loop.branch}:\n${r.pushed || "(nothing)"}\n`);
         }
-        const status = LoopStatusSchema.safeParse(loop.status);
-        process.exitCode = status.success ? exitCodeForStatus(status.data) : ExitCode.Error;
+        process.exitCode = exitCodeForStatus(status);
       } finally {
         process.off("SIGINT", onSignal);
         process.off("SIGTERM", onSignal);
