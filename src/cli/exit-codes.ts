@@ -17,6 +17,8 @@ export const ExitCode = {
   NotFound: 5,
   /** A needed service or binary is unavailable: daemon, controller, ziti, opencode, git. */
   Unavailable: 6,
+  /** The loop reached its cost or token budget (--max-cost, --max-tokens) with stories still failing. */
+  Budget: 7,
   /** Stopped by a signal or by `ralph stop`. */
   Stopped: 130,
 } as const;

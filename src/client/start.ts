@@ -18,7 +18,7 @@ const git = async (cwd: string, args: string[]) => {
  */
 export async function startRemoteLoop(
   client: ControlClient,
-  opts: { taskDir: string; origin?: string; maxIterations?: number; model?: string },
+  opts: { taskDir: string; origin?: string; maxIterations?: number; model?: string; maxCostUsd?: number; maxTokens?: number; stallTimeoutSeconds?: number },
 ): Promise<LoopSummary> {
   const taskDir = resolve(opts.taskDir);
   const prdFile = join(taskDir, "prd.json");
@@ -54,6 +54,9 @@ export async function startRemoteLoop(
     taskDir: relative(root, taskDir) || ".",
     ...(opts.maxIterations ? { maxIterations: opts.maxIterations } : {}),
     ...(opts.model ? { model: opts.model } : {}),
+    ...(opts.maxCostUsd !== undefined ? { maxCostUsd: opts.maxCostUsd } : {}),
+    ...(opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {}),
+    ...(opts.stallTimeoutSeconds !== undefined ? { stallTimeoutSeconds: opts.stallTimeoutSeconds } : {}),
   });
   return res.loop;
 }

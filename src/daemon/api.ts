@@ -2,11 +2,13 @@ import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { loadavg } from "node:os";
+import type { z } from "zod";
 import { opencodeVersion } from "../opencode/binary.js";
 import { VERSION } from "../version.js";
 import { ZITI_VERSION } from "../ziti/binary.js";
 import { summaryOf, type LoopManager } from "./manager.js";
-import { RpcError, StartLoopRequestSchema, httpStatusFor, type ErrorCode } from "./rpc.js";
+import type { Notifier } from "./notify.js";
+import { RpcError, SayRequestSchema, StartLoopRequestSchema, httpStatusFor, type ErrorCode } from "./rpc.js";
 import type { Store, StoredEvent } from "./store.js";
 
 const MAX_BODY = 64 * 1024;
@@ -23,11 +25,29 @@ export interface Health {
 
 const fail = (c: Context, code: ErrorCode, message: string) => c.json({ error: { code, message } }, httpStatusFor[code]);
 
+/** The JSON body checked against `schema`; the first problem is refused with its path. */
+async function bodyOf<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    throw new RpcError("invalid_request", "the body is not valid JSON");
+  }
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new RpcError("invalid_request", `${issue.path.join(".") || "body"}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+const limitBody = bodyLimit({ maxSize: MAX_BODY, onError: (c) => fail(c, "too_large", `request body over ${MAX_BODY} bytes`) });
+
 /**
  * The control API: JSON over HTTP on 127.0.0.1, reached by clients only
  * through the daemon's Ziti control service.
  */
-export function controlApi(deps: { manager: LoopManager; store: Store; startedAt: number; maxConcurrentLoops: number; name: string }): Hono {
+export function controlApi(deps: { manager: LoopManager; store: Store; notifier: Notifier; startedAt: number; maxConcurrentLoops: number; name: string }): Hono {
   const { manager, store } = deps;
   const app = new Hono();
 
@@ -51,26 +71,26 @@ export function controlApi(deps: { manager: LoopManager; store: Store; startedAt
   app.get("/loops", (c) => c.json({ loops: manager.list() }));
   app.get("/loops/:id", (c) => c.json({ loop: summaryOf(manager.get(c.req.param("id"))) }));
 
-  app.post(
-    "/loops",
-    bodyLimit({ maxSize: MAX_BODY, onError: (c) => fail(c, "too_large", `request body over ${MAX_BODY} bytes`) }),
-    async (c) => {
-      let body: unknown;
-      try {
-        body = await c.req.json();
-      } catch {
-        return fail(c, "invalid_request", "the body is not valid JSON");
-      }
-      const parsed = StartLoopRequestSchema.safeParse(body);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0]!;
-        return fail(c, "invalid_request", `${issue.path.join(".") || "body"}: ${issue.message}`);
-      }
-      return c.json({ loop: await manager.start(parsed.data) }, 201);
-    },
-  );
+  app.post("/loops", limitBody, async (c) => c.json({ loop: await manager.start(await bodyOf(c, StartLoopRequestSchema)) }, 201));
 
   app.post("/loops/:id/stop", async (c) => c.json({ loop: await manager.stop(c.req.param("id")) }));
+
+  app.post("/loops/:id/say", limitBody, async (c) => c.json(manager.say(c.req.param("id"), (await bodyOf(c, SayRequestSchema)).text)));
+
+  /** Sends a test message to every notification target now and says how each went. */
+  app.post("/notify/test", async (c) =>
+    c.json({
+      results: await deps.notifier.test({
+        kind: "test",
+        daemon: deps.name,
+        loopId: "",
+        title: `Ralph Remote test from ${deps.name}`,
+        message: `Notifications from ralphd ${deps.name} reach you.`,
+        time: new Date().toISOString(),
+        details: {},
+      }),
+    }),
+  );
 
   /** What `ralph attach` needs: the loop's Ziti service and its opencode password. */
   app.get("/loops/:id/attach", (c) => {

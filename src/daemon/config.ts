@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { ralphHome } from "../config/paths.js";
+import { NotifyTargetSchema } from "./notify.js";
 
 export const ControllerAuthSchema = z.discriminatedUnion("method", [
   z.strictObject({ method: z.literal("password"), username: z.string().min(1), passwordFile: z.string().min(1) }),
@@ -30,6 +31,23 @@ export const DaemonConfigSchema = z.strictObject({
   /** An opencode.json merged over every loop's repo config: providers and models this daemon offers. */
   opencodeConfigFile: z.string().optional(),
   hostTunneler: z.enum(["ziti", "ziti-edge-tunnel"]).default("ziti"),
+  /** Budgets: defaults for loops started without one, and ceilings no request may exceed. */
+  budget: z
+    .strictObject({
+      defaultMaxCostUsd: z.number().positive().optional(),
+      defaultMaxTokens: z.number().int().positive().optional(),
+      maxCostUsd: z.number().positive().optional(),
+      maxTokens: z.number().int().positive().optional(),
+    })
+    .refine((b) => !(b.defaultMaxCostUsd && b.maxCostUsd && b.defaultMaxCostUsd > b.maxCostUsd), "defaultMaxCostUsd is above the maxCostUsd ceiling")
+    .refine((b) => !(b.defaultMaxTokens && b.maxTokens && b.defaultMaxTokens > b.maxTokens), "defaultMaxTokens is above the maxTokens ceiling")
+    .default({}),
+  /** An iteration with no activity from opencode for this long is aborted as stalled. */
+  stallTimeoutSeconds: z.number().int().min(5).max(24 * 3600).default(300),
+  /** How loops answer opencode's permission requests; nobody is there to. Questions always get "no human is available". */
+  permissionPolicy: z.enum(["reject", "allow"]).default("reject"),
+  /** Where the daemon reports loops that end, stall or ask. */
+  notify: z.array(NotifyTargetSchema).default([]),
 });
 
 export type DaemonConfig = z.infer<typeof DaemonConfigSchema>;

@@ -11,6 +11,7 @@ import { startHostTunnel } from "../ziti/tunnel.js";
 import { controlApi } from "./api.js";
 import type { DaemonConfig } from "./config.js";
 import { LoopManager } from "./manager.js";
+import { Notifier } from "./notify.js";
 import { Store } from "./store.js";
 
 export const runtimeFile = (): string => join(homeDir("daemon"), "ralphd.json");
@@ -44,8 +45,9 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
   const mgmt = await ManagementClient.connect(config.controller);
   // This identity may host exactly this daemon's services, nothing else.
   await mgmt.ensureDaemonBindPolicy(config.name, identityIdOf(config.identityFile));
-  const manager = new LoopManager(config, store, mgmt, log);
-  const app = controlApi({ manager, store, startedAt, maxConcurrentLoops: config.maxConcurrentLoops, name: config.name });
+  const notifier = new Notifier(config.notify, log);
+  const manager = new LoopManager(config, store, mgmt, log, notifier);
+  const app = controlApi({ manager, store, notifier, startedAt, maxConcurrentLoops: config.maxConcurrentLoops, name: config.name });
   let server: ReturnType<typeof serve> | undefined;
   const port = await new Promise<number>((resolvePort) => {
     server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, (info) => resolvePort(info.port));
@@ -69,6 +71,8 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
     process.once("SIGINT", () => shutdown("SIGINT"));
   });
   await manager.stopAll();
+  // Loops that ended just now are reported before we go.
+  await notifier.close();
   await mgmt.deregisterService(service).catch(() => undefined);
   await host.stop();
   server?.close();

@@ -11,6 +11,8 @@ import { loopServiceName } from "../ziti/roles.js";
 import type { DaemonConfig } from "./config.js";
 import { readCatalog, type Catalog } from "./catalog.js";
 import { opencodeSettings, type OpencodeSettings } from "./opencode-settings.js";
+import { notificationFor } from "./loop-notifications.js";
+import type { Notifier } from "./notify.js";
 import { RpcError, type LoopSummary, type StartLoopRequest } from "./rpc.js";
 import { ACTIVE_STATES, type LoopRow, type LoopState, type Store, type StoredEvent } from "./store.js";
 import { Workspace, resolveTaskDirIn, validateBranch, validateOrigin, validateTaskDir } from "./workspace.js";
@@ -42,6 +44,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     private readonly store: Store,
     private readonly mgmt: ManagementClient,
     private readonly log: (line: string) => void,
+    private readonly notifier: Notifier,
   ) {
     super();
     this.workspace = new Workspace(config.workspaceDir);
@@ -74,7 +77,23 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
 
   private record(loopId: string, event: StoredEvent["event"]): void {
     const seq = this.store.appendEvent(loopId, event);
-    this.emit("event", { seq, loopId, event });
+    const stored = { seq, loopId, event };
+    this.emit("event", stored);
+    const note = notificationFor(this.config.name, this.get(loopId), stored);
+    if (note) this.notifier.notify(note);
+  }
+
+  /** The request's budget, else the daemon's default; refused above the daemon's ceiling. */
+  private budgetFor(req: StartLoopRequest): { maxCostUsd: number | null; maxTokens: number | null } {
+    const b = this.config.budget;
+    if (req.maxCostUsd !== undefined && b.maxCostUsd !== undefined && req.maxCostUsd > b.maxCostUsd) {
+      throw new RpcError("invalid_request", `maxCostUsd ${req.maxCostUsd} is above this daemon's ceiling of ${b.maxCostUsd} USD per loop (budget.maxCostUsd in its config): ask for less`);
+    }
+    if (req.maxTokens !== undefined && b.maxTokens !== undefined && req.maxTokens > b.maxTokens) {
+      throw new RpcError("invalid_request", `maxTokens ${req.maxTokens} is above this daemon's ceiling of ${b.maxTokens} tokens per loop (budget.maxTokens in its config): ask for less`);
+    }
+    // With a ceiling and no default, a loop that names no budget gets the ceiling.
+    return { maxCostUsd: req.maxCostUsd ?? b.defaultMaxCostUsd ?? b.maxCostUsd ?? null, maxTokens: req.maxTokens ?? b.defaultMaxTokens ?? b.maxTokens ?? null };
   }
 
   private setStatus(id: string, status: LoopState, reason?: string): void {
@@ -87,6 +106,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     validateOrigin(req.origin);
     await validateBranch(req.branch);
     const taskDir = validateTaskDir(req.taskDir);
+    const budget = this.budgetFor(req);
     if (this.running.size >= this.config.maxConcurrentLoops) {
       throw new RpcError("busy", `the daemon is full (${this.config.maxConcurrentLoops} loops running): stop one or wait`);
     }
@@ -102,10 +122,12 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
       worktree,
       maxIterations: req.maxIterations,
       iterationTimeoutSeconds: req.iterationTimeoutSeconds,
+      stallTimeoutSeconds: req.stallTimeoutSeconds ?? this.config.stallTimeoutSeconds,
+      ...budget,
       model: req.model ?? null,
     });
     const stop = new AbortController();
-    const done = this.execute(id, req, stop.signal).finally(() => this.running.delete(id));
+    const done = this.execute(id, stop.signal).finally(() => this.running.delete(id));
     this.running.set(id, { stop, done });
     return summaryOf(this.get(id));
   }
@@ -117,6 +139,14 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     r.stop.abort();
     await r.done;
     return summaryOf(this.get(id));
+  }
+
+  /** Queues the owner's guidance for a running loop's next iteration. */
+  say(id: string, text: string): { loopId: string; pending: number } {
+    const row = this.get(id);
+    if (!this.running.has(id)) throw new RpcError("conflict", `loop ${id} is not running (it is ${row.status}): guidance goes only to a running loop`);
+    const pending = this.store.addGuidance(id, text);
+    return { loopId: id, pending };
   }
 
   /** Stops every loop (daemon shutdown). */
@@ -152,34 +182,43 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     };
   }
 
-  private async execute(id: string, req: StartLoopRequest, stop: AbortSignal, resume?: { server: OpencodeServer; iteration: number }): Promise<void> {
+  private async execute(id: string, stop: AbortSignal, resume?: { server: OpencodeServer }): Promise<void> {
     const signal = AbortSignal.any([stop, AbortSignal.timeout(this.config.loopTimeLimitSeconds * 1000)]);
     const row = this.get(id);
     let worktree = row.worktree;
     try {
-      if (!resume) worktree = await this.workspace.checkout(id, req.origin, req.branch);
+      if (!resume) worktree = await this.workspace.checkout(id, row.origin, row.branch);
       const taskDir = resolveTaskDirIn(worktree, row.taskDir);
       this.setStatus(id, "running");
       const result = await runLoop({
         taskDir,
         repoDir: worktree,
-        maxIterations: req.maxIterations,
-        model: req.model,
-        iterationTimeoutMs: req.iterationTimeoutSeconds * 1000,
+        maxIterations: row.maxIterations,
+        model: row.model ?? undefined,
+        iterationTimeoutMs: row.iterationTimeoutSeconds * 1000,
+        stallTimeoutMs: row.stallTimeoutSeconds * 1000,
+        budget: { maxCostUsd: row.maxCostUsd ?? undefined, maxTokens: row.maxTokens ?? undefined },
+        permissionPolicy: this.config.permissionPolicy,
+        takeGuidance: (iteration) => this.store.takeGuidance(id, iteration),
         signal,
         startServer: this.serverStarter(id, worktree),
         existingServer: resume?.server,
-        startIteration: resume?.iteration,
+        // The interrupted iteration counts as done; the loop resumes after it.
+        startIteration: resume ? row.iteration : undefined,
+        startUsage: resume ? row.usage : undefined,
         onEvent: (e: LoopEvent) => {
-          this.record(id, e);
+          // The row first, so that a notification for the event sees it.
           if (e.type === "iteration.started") this.store.updateLoop(id, { iteration: e.iteration, storyId: e.storyId ?? null });
-          if (e.type === "iteration.ended" || e.type === "run.started") this.store.updateLoop(id, { passed: e.passed, total: e.total });
+          if (e.type === "iteration.ended") this.store.updateLoop(id, { passed: e.passed, total: e.total, usage: e.totalUsage });
+          if (e.type === "run.started") this.store.updateLoop(id, { passed: e.passed, total: e.total });
+          this.record(id, e);
         },
         afterIteration: async ({ committed }) => {
-          if (committed) await this.pushWithRetry(id, worktree, req.branch);
+          if (committed) await this.pushWithRetry(id, worktree, row.branch);
         },
       });
-      await this.pushWithRetry(id, worktree, req.branch);
+      this.store.updateLoop(id, { usage: result.usage });
+      await this.pushWithRetry(id, worktree, row.branch);
       const reason = stop.aborted ? "stopped by request" : signal.aborted ? `time limit of ${this.config.loopTimeLimitSeconds}s reached` : result.reason;
       this.setStatus(id, result.status, reason);
     } catch (err) {
@@ -230,16 +269,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
       if (pid && url && password && commandLineOf(pid)?.includes(new URL(url).port)) {
         const server = adoptOpencodeServer({ url, username: OPENCODE_USERNAME, password, pid });
         const stop = new AbortController();
-        const req = {
-          origin: row.origin,
-          branch: row.branch,
-          taskDir: row.taskDir,
-          maxIterations: row.maxIterations,
-          model: row.model ?? undefined,
-          iterationTimeoutSeconds: row.iterationTimeoutSeconds,
-        };
-        // The interrupted iteration counts as done; the loop resumes after it.
-        const done = this.execute(row.id, req, stop.signal, { server, iteration: row.iteration }).finally(() => this.running.delete(row.id));
+        const done = this.execute(row.id, stop.signal, { server }).finally(() => this.running.delete(row.id));
         this.running.set(row.id, { stop, done });
         adopted.push(row.id);
       } else {

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { UsageSchema } from "../loop/usage.js";
 
 /** Strings that git could read as an option, or that smuggle control characters. */
 const notAnOption = (what: string) =>
@@ -17,8 +18,17 @@ export const StartLoopRequestSchema = z.strictObject({
   maxIterations: z.number().int().min(1).max(1000).default(10),
   model: z.string().regex(/^[A-Za-z0-9._-]+\/[A-Za-z0-9._:/-]+$/, "model must be written provider/model").optional(),
   iterationTimeoutSeconds: z.number().int().min(10).max(24 * 3600).default(1800),
+  /** Omitted: the daemon's default (stallTimeoutSeconds in its config). */
+  stallTimeoutSeconds: z.number().int().min(5).max(24 * 3600).optional(),
+  /** Omitted: the daemon's default budget; never above its ceiling. */
+  maxCostUsd: z.number().positive().max(1_000_000).optional(),
+  maxTokens: z.number().int().positive().max(1e12).optional(),
 });
 export type StartLoopRequest = z.infer<typeof StartLoopRequestSchema>;
+
+/** The owner's guidance for a running loop's next iteration ('ralph say'). */
+export const SayRequestSchema = z.strictObject({ text: z.string().trim().min(1, "text must not be empty").max(16 * 1024, "text is over 16 KiB") });
+export const SayResponseSchema = z.object({ loopId: z.string(), pending: z.number() });
 
 export const LoopSummarySchema = z.object({
   id: z.string(),
@@ -29,6 +39,10 @@ export const LoopSummarySchema = z.object({
   iteration: z.number(),
   maxIterations: z.number(),
   iterationTimeoutSeconds: z.number(),
+  stallTimeoutSeconds: z.number(),
+  maxCostUsd: z.number().nullable(),
+  maxTokens: z.number().nullable(),
+  usage: UsageSchema,
   storyId: z.string().nullable(),
   passed: z.number(),
   total: z.number(),

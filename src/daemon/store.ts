@@ -1,8 +1,9 @@
 import Database from "better-sqlite3";
 import { chmodSync, existsSync } from "node:fs";
-import type { LoopEvent } from "../loop/events.js";
+import type { LoopEvent, LoopStatus } from "../loop/events.js";
+import { emptyUsage, type Usage } from "../loop/usage.js";
 
-export type LoopState = "starting" | "running" | "completed" | "exhausted" | "failed" | "stopped";
+export type LoopState = "starting" | "running" | LoopStatus;
 export const ACTIVE_STATES: LoopState[] = ["starting", "running"];
 
 export interface LoopRow {
@@ -18,6 +19,11 @@ export interface LoopRow {
   total: number;
   maxIterations: number;
   iterationTimeoutSeconds: number;
+  stallTimeoutSeconds: number;
+  maxCostUsd: number | null;
+  maxTokens: number | null;
+  /** What the loop used so far. */
+  usage: Usage;
   model: string | null;
   createdAt: string;
   updatedAt: string;
@@ -51,7 +57,15 @@ const MIGRATIONS = [
      opencodePassword TEXT)`,
   `CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, loopId TEXT NOT NULL, event TEXT NOT NULL)`,
   `ALTER TABLE loops ADD COLUMN iterationTimeoutSeconds INTEGER NOT NULL DEFAULT 1800`,
+  `ALTER TABLE loops ADD COLUMN stallTimeoutSeconds INTEGER NOT NULL DEFAULT 300;
+   ALTER TABLE loops ADD COLUMN maxCostUsd REAL;
+   ALTER TABLE loops ADD COLUMN maxTokens INTEGER;
+   ALTER TABLE loops ADD COLUMN usage TEXT;
+   CREATE TABLE guidance (id INTEGER PRIMARY KEY AUTOINCREMENT, loopId TEXT NOT NULL, text TEXT NOT NULL, createdAt TEXT NOT NULL, deliveredIteration INTEGER);`,
 ];
+
+type Columns = Omit<LoopRow, "usage"> & { usage: string | null };
+const fromColumns = (c: Columns): LoopRow => ({ ...c, usage: c.usage ? (JSON.parse(c.usage) as Usage) : emptyUsage() });
 
 /** The daemon's state: loops and their event log, in SQLite (WAL) so it survives a kill -9. */
 export class Store {
@@ -77,12 +91,14 @@ export class Store {
     this.db.close();
   }
 
-  insertLoop(row: Pick<LoopRow, "id" | "origin" | "branch" | "taskDir" | "worktree" | "maxIterations" | "iterationTimeoutSeconds" | "model">): void {
+  insertLoop(
+    row: Pick<LoopRow, "id" | "origin" | "branch" | "taskDir" | "worktree" | "maxIterations" | "iterationTimeoutSeconds" | "stallTimeoutSeconds" | "maxCostUsd" | "maxTokens" | "model">,
+  ): void {
     const now = new Date().toISOString();
     this.db
       .prepare(
-        `INSERT INTO loops (id, origin, branch, taskDir, worktree, status, maxIterations, iterationTimeoutSeconds, model, createdAt, updatedAt)
-         VALUES (@id, @origin, @branch, @taskDir, @worktree, 'starting', @maxIterations, @iterationTimeoutSeconds, @model, @now, @now)`,
+        `INSERT INTO loops (id, origin, branch, taskDir, worktree, status, maxIterations, iterationTimeoutSeconds, stallTimeoutSeconds, maxCostUsd, maxTokens, model, createdAt, updatedAt)
+         VALUES (@id, @origin, @branch, @taskDir, @worktree, 'starting', @maxIterations, @iterationTimeoutSeconds, @stallTimeoutSeconds, @maxCostUsd, @maxTokens, @model, @now, @now)`,
       )
       .run({ ...row, now });
   }
@@ -91,15 +107,17 @@ export class Store {
     const keys = Object.keys(patch);
     if (keys.length === 0) return;
     const sets = [...keys.map((k) => `${k} = @${k}`), "updatedAt = @updatedAt"].join(", ");
-    this.db.prepare(`UPDATE loops SET ${sets} WHERE id = @id`).run({ ...patch, id, updatedAt: new Date().toISOString() });
+    const values = { ...patch, ...(patch.usage ? { usage: JSON.stringify(patch.usage) } : {}) };
+    this.db.prepare(`UPDATE loops SET ${sets} WHERE id = @id`).run({ ...values, id, updatedAt: new Date().toISOString() });
   }
 
   getLoop(id: string): LoopRow | undefined {
-    return this.db.prepare(`SELECT * FROM loops WHERE id = ?`).get(id) as LoopRow | undefined;
+    const row = this.db.prepare(`SELECT * FROM loops WHERE id = ?`).get(id) as Columns | undefined;
+    return row && fromColumns(row);
   }
 
   listLoops(): LoopRow[] {
-    return this.db.prepare(`SELECT * FROM loops ORDER BY createdAt DESC`).all() as LoopRow[];
+    return (this.db.prepare(`SELECT * FROM loops ORDER BY createdAt DESC`).all() as Columns[]).map(fromColumns);
   }
 
   countLoops(): number {
@@ -107,7 +125,23 @@ export class Store {
   }
 
   activeLoops(): LoopRow[] {
-    return this.db.prepare(`SELECT * FROM loops WHERE status IN ('starting', 'running')`).all() as LoopRow[];
+    return (this.db.prepare(`SELECT * FROM loops WHERE status IN ('starting', 'running')`).all() as Columns[]).map(fromColumns);
+  }
+
+  /** Queues the owner's guidance for a loop's next iteration; returns how many notes are pending. */
+  addGuidance(loopId: string, text: string): number {
+    this.db.prepare(`INSERT INTO guidance (loopId, text, createdAt) VALUES (?, ?, ?)`).run(loopId, text, new Date().toISOString());
+    return (this.db.prepare(`SELECT COUNT(*) AS n FROM guidance WHERE loopId = ? AND deliveredIteration IS NULL`).get(loopId) as { n: number }).n;
+  }
+
+  /** The pending guidance, oldest first, marked as delivered in `iteration` so that it is given once. */
+  takeGuidance(loopId: string, iteration: number): string[] {
+    return this.db.transaction(() => {
+      const rows = this.db.prepare(`SELECT id, text FROM guidance WHERE loopId = ? AND deliveredIteration IS NULL ORDER BY id`).all(loopId) as { id: number; text: string }[];
+      const mark = this.db.prepare(`UPDATE guidance SET deliveredIteration = ? WHERE id = ?`);
+      for (const r of rows) mark.run(iteration, r.id);
+      return rows.map((r) => r.text);
+    })();
   }
 
   appendEvent(loopId: string, event: StoredEvent["event"]): number {

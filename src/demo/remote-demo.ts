@@ -5,7 +5,7 @@ import { startRemoteLoop } from "../client/start.js";
 import { homeDir } from "../config/paths.js";
 import { ensureLocalDaemon } from "../daemon/launcher.js";
 import type { LoopSummary } from "../daemon/rpc.js";
-import { scriptedModelConfig } from "../model/opencode-config.js";
+import { DEMO_PRICE, scriptedModelConfig } from "../model/opencode-config.js";
 import { startScriptedModel } from "../model/scripted-model.js";
 import { LOCAL_NAME, zitiDown, zitiStatus, zitiUp } from "../ziti/network.js";
 import { createExampleRepo, EXAMPLE_PRD } from "./example-repo.js";
@@ -45,8 +45,10 @@ export async function runRemoteDemo(o: DemoOptions): Promise<DemoResult> {
     if (!o.model) {
       const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
       cleanup.unshift(() => model.close());
-      opencodeConfig = scriptedModelConfig(model.baseUrl);
-      o.warn("model: the scripted offline DEMO model (no AI: it implements each story with a fixed script). Pass --model provider/model to use yours.");
+      opencodeConfig = scriptedModelConfig(model.baseUrl, DEMO_PRICE);
+      o.warn(
+        `model: the scripted offline DEMO model (no AI: it implements each story with a fixed script), priced at a made-up $${DEMO_PRICE.input}/$${DEMO_PRICE.output} per million input/output tokens so that costs show. Pass --model provider/model to use yours.`,
+      );
     } else o.step(`model: ${o.model}`);
 
     o.step("ralphd, the daemon (its control API is reachable only through the overlay)");

@@ -2,9 +2,10 @@ import { join, resolve } from "node:path";
 import { homeDir } from "../config/paths.js";
 import { allPass, loadPrd, nextStory, storyCounts } from "../prd/prd.js";
 import { startOpencodeServer, type OpencodeServer } from "../opencode/server.js";
-import { runTurn, type TurnResult } from "../opencode/session.js";
+import { runTurn, type PermissionPolicy, type TurnResult } from "../opencode/session.js";
 import { sleep } from "../util/wait.js";
 import { stamp, type IterationOutcome, type LoopEvent, type LoopStatus } from "./events.js";
+import { addUsage, budgetHit, describeBudgetHit, emptyUsage, type Budget, type Usage } from "./usage.js";
 import { ensureBranch, headCommit, repoRoot } from "./git.js";
 import { appendProgressRecord } from "./progress.js";
 import { buildPrompt, loadTemplate } from "./prompt.js";
@@ -18,6 +19,16 @@ export interface LoopOptions {
   /** "provider/model"; default: the repo's opencode config, else opencode's default. */
   model?: string;
   iterationTimeoutMs: number;
+  /** An iteration with no event from opencode for this long is aborted as stalled (default 5 minutes). */
+  stallTimeoutMs?: number;
+  /** Cost and token limits, checked after every iteration and while one runs. */
+  budget?: Budget;
+  /** How permission requests are answered (default: reject); questions always get "no human is available". */
+  permissionPolicy?: PermissionPolicy;
+  /** The owner's pending guidance; each note returned is included in the next prompt once. */
+  takeGuidance?: (iteration: number) => string[];
+  /** A local run's id and private directory (opencode's state and log). */
+  run?: { id: string; dir: string };
   maxConsecutiveFailures?: number;
   /** First retry waits this long, doubling per consecutive failure (capped at 60 s). */
   backoffBaseMs?: number;
@@ -29,6 +40,8 @@ export interface LoopOptions {
   existingServer?: OpencodeServer;
   /** Number of iterations already done (resume). */
   startIteration?: number;
+  /** What the iterations already done used (resume). */
+  startUsage?: Usage;
   afterIteration?: (info: { iteration: number; committed: boolean; outcome: IterationOutcome }) => Promise<void>;
 }
 
@@ -39,10 +52,13 @@ export interface LoopResult {
   total: number;
   durationMs: number;
   reason?: string;
+  usage: Usage;
 }
 
 const outcomeOf = (turn: TurnResult, progressed: boolean): IterationOutcome => {
   if (turn.kind === "timeout") return "timeout";
+  if (turn.kind === "stalled") return "stalled";
+  if (turn.kind === "interrupted") return "budget";
   if (turn.kind !== "idle") return "failed";
   return progressed ? "progress" : "no-progress";
 };
@@ -55,15 +71,18 @@ const errorOf = (turn: TurnResult): string | undefined => {
       return "opencode exited during the iteration";
     case "timeout":
       return "the iteration timed out";
+    case "stalled":
+      return `stalled: no activity from opencode for ${Math.round(turn.idleMs / 1000)}s`;
     default:
       return undefined;
   }
 };
 
-function defaultStartServer(repoDir: string): Promise<OpencodeServer> {
-  const runDir = homeDir("runs", `${Date.now()}-${process.pid}`);
-  return startOpencodeServer({ cwd: repoDir, stateDir: join(runDir, "opencode"), logFile: join(runDir, "opencode.log") });
+function privateServerStarter(runDir: string): (repoDir: string) => Promise<OpencodeServer> {
+  return (repoDir) => startOpencodeServer({ cwd: repoDir, stateDir: join(runDir, "opencode"), logFile: join(runDir, "opencode.log") });
 }
+
+const DEFAULT_STALL_MS = 5 * 60_000;
 
 /**
  * The Ralph loop: one fresh opencode session per iteration until every story
@@ -78,14 +97,15 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
   const emit = (e: Parameters<typeof stamp>[0]) => opts.onEvent?.(stamp(e));
   const maxFailures = opts.maxConsecutiveFailures ?? 3;
   const backoffBase = opts.backoffBaseMs ?? 2000;
+  const budget = opts.budget ?? {};
 
   let prd = loadPrd(prdFile);
   const repoDir = opts.repoDir ? resolve(opts.repoDir) : await repoRoot(taskDir);
   await ensureBranch(repoDir, prd.branchName);
   const template = loadTemplate(taskDir);
-  emit({ type: "run.started", taskDir, branch: prd.branchName, ...storyCounts(prd), maxIterations: opts.maxIterations });
+  emit({ type: "run.started", ...(opts.run ? { runId: opts.run.id } : {}), taskDir, branch: prd.branchName, ...storyCounts(prd), maxIterations: opts.maxIterations, budget });
 
-  const startServer = opts.startServer ?? defaultStartServer;
+  const startServer = opts.startServer ?? privateServerStarter(opts.run?.dir ?? homeDir("runs", `${Date.now()}-${process.pid}`));
   let server: OpencodeServer | undefined = opts.existingServer;
   const ensureServer = async (): Promise<OpencodeServer> => {
     if (server?.alive()) return server;
@@ -97,9 +117,11 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
 
   let iteration = opts.startIteration ?? 0;
   let failures = 0;
+  let usage = opts.startUsage ?? emptyUsage();
+  let cutShort = false;
   const finish = async (status: LoopStatus, reason?: string): Promise<LoopResult> => {
     await server?.stop().catch(() => undefined);
-    const result = { status, iterations: iteration, ...storyCounts(prd), durationMs: Date.now() - t0, ...(reason ? { reason } : {}) };
+    const result = { status, iterations: iteration, ...storyCounts(prd), durationMs: Date.now() - t0, ...(reason ? { reason } : {}), usage };
     emit({ type: "run.ended", ...result });
     return result;
   };
@@ -107,6 +129,11 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
   try {
     while (!allPass(prd)) {
       if (opts.signal?.aborted) return await finish("stopped", "stopped by request");
+      const hit = budgetHit(usage, budget);
+      if (hit) {
+        emit({ type: "loop.budget", ...hit, duringIteration: cutShort });
+        return await finish("budget", describeBudgetHit(hit));
+      }
       if (iteration >= opts.maxIterations) return await finish("exhausted", `${opts.maxIterations} iterations spent`);
       iteration++;
       const story = nextStory(prd);
@@ -114,22 +141,36 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
       const headBefore = await headCommit(repoDir);
       const started = Date.now();
       let turn: TurnResult;
+      const overBudget = new AbortController();
+      const spentBefore = usage;
       try {
         const srv = await ensureServer();
         emit({ type: "iteration.started", iteration, storyId: story?.id, storyTitle: story?.title });
-        const prompt = buildPrompt(template, { taskDir, prdFile, progressFile, repoDir, prd });
+        const guidance = opts.takeGuidance?.(iteration) ?? [];
+        for (const text of guidance) emit({ type: "loop.guidance", iteration, text });
+        const prompt = buildPrompt(template, { taskDir, prdFile, progressFile, repoDir, prd, guidance });
         turn = await runTurn(srv, {
           prompt,
           model: opts.model,
           timeoutMs: opts.iterationTimeoutMs,
+          stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_MS,
           signal: opts.signal,
+          interrupt: overBudget.signal,
+          permissionPolicy: opts.permissionPolicy,
           onTool: (t) => emit({ type: "tool", iteration, ...t }),
+          onAsked: (a) => emit({ type: "loop.asked", iteration, ...a }),
+          onUsage: (u) => {
+            if (!overBudget.signal.aborted && budgetHit(addUsage(spentBefore, u), budget)) overBudget.abort();
+          },
         });
       } catch (err) {
         if (opts.signal?.aborted) return await finish("stopped", "stopped by request");
-        turn = { kind: "error", message: (err as Error).message };
+        turn = { kind: "error", message: (err as Error).message, usage: emptyUsage() };
       }
+      usage = addUsage(usage, turn.usage);
       if (turn.kind === "aborted") return await finish("stopped", "stopped by request");
+      if (turn.kind === "stalled") emit({ type: "loop.stalled", iteration, idleSeconds: Math.round(turn.idleMs / 1000) });
+      cutShort = turn.kind === "interrupted";
       prd = loadPrd(prdFile);
       const counts = storyCounts(prd);
       const outcome = outcomeOf(turn, counts.passed > before);
@@ -137,10 +178,10 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
       const durationMs = Date.now() - started;
       const error = errorOf(turn);
       appendProgressRecord(progressFile, { iteration, storyId: story?.id, outcome, durationMs, ...counts, error });
-      emit({ type: "iteration.ended", iteration, outcome, durationMs, storyId: story?.id, ...counts, committed, ...(error ? { error } : {}) });
+      emit({ type: "iteration.ended", iteration, outcome, durationMs, storyId: story?.id, ...counts, committed, ...(error ? { error } : {}), usage: turn.usage, totalUsage: usage });
       await opts.afterIteration?.({ iteration, committed, outcome });
 
-      if (outcome === "failed" || outcome === "timeout") {
+      if (outcome === "failed" || outcome === "timeout" || outcome === "stalled") {
         failures++;
         if (failures >= maxFailures) return await finish("failed", `${failures} consecutive failed iterations; last: ${error}`);
         await sleep(Math.min(60_000, backoffBase * 2 ** (failures - 1)), opts.signal).catch(() => undefined);

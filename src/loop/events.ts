@@ -1,16 +1,28 @@
 import { z } from "zod";
+import { BudgetSchema, UsageSchema } from "./usage.js";
 
-export const LoopStatusSchema = z.enum(["completed", "exhausted", "failed", "stopped"]);
+export const LoopStatusSchema = z.enum(["completed", "exhausted", "failed", "stopped", "budget"]);
 export type LoopStatus = z.infer<typeof LoopStatusSchema>;
 
-export const IterationOutcomeSchema = z.enum(["progress", "no-progress", "failed", "timeout"]);
+export const IterationOutcomeSchema = z.enum(["progress", "no-progress", "failed", "timeout", "stalled", "budget"]);
 export type IterationOutcome = z.infer<typeof IterationOutcomeSchema>;
 
 const base = { time: z.string() };
 
 /** What a loop reports as it runs: printed by --json, streamed by the daemon. */
 export const LoopEventSchema = z.discriminatedUnion("type", [
-  z.object({ ...base, type: z.literal("run.started"), taskDir: z.string(), branch: z.string(), total: z.number(), passed: z.number(), maxIterations: z.number() }),
+  z.object({
+    ...base,
+    type: z.literal("run.started"),
+    /** A local run's id, for 'ralph say' (the daemon's loops have their own). */
+    runId: z.string().optional(),
+    taskDir: z.string(),
+    branch: z.string(),
+    total: z.number(),
+    passed: z.number(),
+    maxIterations: z.number(),
+    budget: BudgetSchema,
+  }),
   // Never carries the server's password.
   z.object({ ...base, type: z.literal("opencode.started"), url: z.string(), port: z.number(), pid: z.number() }),
   z.object({ ...base, type: z.literal("opencode.restarted"), reason: z.string() }),
@@ -27,8 +39,28 @@ export const LoopEventSchema = z.discriminatedUnion("type", [
     total: z.number(),
     committed: z.boolean(),
     error: z.string().optional(),
+    /** This iteration's tokens and cost, and the loop's so far. */
+    usage: UsageSchema,
+    totalUsage: UsageSchema,
   }),
-  z.object({ ...base, type: z.literal("run.ended"), status: LoopStatusSchema, iterations: z.number(), passed: z.number(), total: z.number(), durationMs: z.number(), reason: z.string().optional() }),
+  /** opencode asked a question or a permission that nobody will answer: the loop answered it at once. */
+  z.object({ ...base, type: z.literal("loop.asked"), iteration: z.number(), kind: z.enum(["question", "permission"]), text: z.string(), answer: z.string() }),
+  /** No event from opencode for the stall timeout: the iteration was aborted. */
+  z.object({ ...base, type: z.literal("loop.stalled"), iteration: z.number(), idleSeconds: z.number() }),
+  /** The owner's guidance ('ralph say'), delivered in this iteration's prompt. */
+  z.object({ ...base, type: z.literal("loop.guidance"), iteration: z.number(), text: z.string() }),
+  z.object({ ...base, type: z.literal("loop.budget"), limit: z.enum(["cost", "tokens"]), max: z.number(), used: z.number().nullable(), duringIteration: z.boolean() }),
+  z.object({
+    ...base,
+    type: z.literal("run.ended"),
+    status: LoopStatusSchema,
+    iterations: z.number(),
+    passed: z.number(),
+    total: z.number(),
+    durationMs: z.number(),
+    reason: z.string().optional(),
+    usage: UsageSchema,
+  }),
 ]);
 
 export type LoopEvent = z.infer<typeof LoopEventSchema>;

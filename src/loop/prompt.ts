@@ -1,7 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PRD_MARKER } from "../model/scripted-model.js";
 import type { Prd } from "../prd/prd.js";
+
+/** The line that names the PRD file; the scripted model finds it there too. */
+export const PRD_MARKER = "PRD file:";
 
 /** The loop's own instructions to the agent; TASK_DIR/prompt.md replaces them. */
 export const DEFAULT_TEMPLATE = `You are one iteration of a Ralph loop: an autonomous agent working through a product requirements document one story at a time. Each iteration starts with a fresh memory, so everything you need is in the files below.
@@ -20,6 +22,8 @@ Do this, in order:
 6. In the PRD, set "passes": true on each acceptance criterion you met and on the story when all are met. Change nothing else in the PRD.
 7. Append to the progress log what you did and what you learned that the next iteration should know.
 
+No human is watching this loop: never ask a question or wait for an answer. Where something is unclear, make the most reasonable choice, write it down in the progress log, and carry on.
+
 If every story already passes, say so and stop.`;
 
 export interface PromptInput {
@@ -28,6 +32,8 @@ export interface PromptInput {
   progressFile: string;
   repoDir: string;
   prd: Prd;
+  /** The owner's notes sent while the loop ran ('ralph say'), each included once. */
+  guidance?: string[];
 }
 
 export function loadTemplate(taskDir: string): string {
@@ -44,6 +50,9 @@ export function buildPrompt(template: string, input: PromptInput): string {
   };
   const parts = [template.replace(/\{(TASK_DIR|PRD_FILE|PROGRESS_FILE|BRANCH_NAME)\}/g, (_, k: string) => vars[k]!)];
   if (input.prd.notes?.trim()) parts.push(`## Notes from the user\n${input.prd.notes.trim()}`);
+  if (input.guidance?.length) {
+    parts.push(`## Guidance from the loop's owner, sent while the loop ran (it takes precedence over the notes above)\n${input.guidance.map((g) => g.trim()).join("\n\n---\n\n")}`);
+  }
   const agentsFile = join(input.repoDir, "AGENTS.md");
   if (existsSync(agentsFile)) parts.push(`## AGENTS.md\n${readFileSync(agentsFile, "utf8").trim()}`);
   return parts.join("\n\n");

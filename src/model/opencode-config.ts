@@ -3,8 +3,19 @@ export const SCRIPTED_PROVIDER = "ralph-demo";
 export const SCRIPTED_MODEL = "scripted";
 export const SCRIPTED_MODEL_ID = `${SCRIPTED_PROVIDER}/${SCRIPTED_MODEL}`;
 
-/** opencode config that points opencode at a scripted model server. */
-export function scriptedModelConfig(baseUrl: string): Record<string, unknown> {
+/** A model's price in opencode's config: USD per million tokens. */
+export interface ModelPrice {
+  input: number;
+  output: number;
+  cache_read?: number;
+  cache_write?: number;
+}
+
+/** What the demo pretends the scripted model costs, so that its summary shows a cost (a made-up price, said so). */
+export const DEMO_PRICE: ModelPrice = { input: 3, output: 15, cache_read: 0.3, cache_write: 3.75 };
+
+/** opencode config that points opencode at a scripted model server; without a price its cost is unknown. */
+export function scriptedModelConfig(baseUrl: string, price?: ModelPrice): Record<string, unknown> {
   return {
     $schema: "https://opencode.ai/config.json",
     provider: {
@@ -12,7 +23,7 @@ export function scriptedModelConfig(baseUrl: string): Record<string, unknown> {
         npm: "@ai-sdk/openai-compatible",
         name: "Ralph demo model (scripted, offline)",
         options: { baseURL: baseUrl, apiKey: "not-needed" },
-        models: { [SCRIPTED_MODEL]: { name: "Scripted demo model", tool_call: true } },
+        models: { [SCRIPTED_MODEL]: { name: "Scripted demo model", tool_call: true, ...(price ? { cost: price } : {}) } },
       },
     },
     model: SCRIPTED_MODEL_ID,

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { z } from "zod";
+import { PRD_MARKER } from "../loop/prompt.js";
 
 /**
  * A small OpenAI-compatible model server with scripted behaviour. It drives a
@@ -8,8 +9,12 @@ import { z } from "zod";
  * labelled demo model when the user has none configured.
  */
 export const ModelScriptSchema = z.discriminatedUnion("kind", [
-  /** Implements the next story of the PRD named in the prompt with one real bash tool call. */
-  z.object({ kind: z.literal("ralph-agent") }),
+  /**
+   * Implements the next story of the PRD named in the prompt with one real
+   * bash tool call. `askFirst`: calls opencode's question tool before that,
+   * as real models do. `hangAfterTool`: never answers after the bash call.
+   */
+  z.object({ kind: z.literal("ralph-agent"), askFirst: z.boolean().optional(), hangAfterTool: z.boolean().optional() }),
   /** Answers in words and changes nothing: a loop on it never finishes. */
   z.object({ kind: z.literal("idle") }),
   /** Answers every request with an HTTP error. */
@@ -26,6 +31,8 @@ export interface ScriptedModel {
   baseUrl: string;
   port: number;
   requestCount(): number;
+  /** The user prompts of the agent turns it answered, oldest first. */
+  prompts(): string[];
   setScript(script: ModelScript): void;
   close(): Promise<void>;
 }
@@ -33,6 +40,7 @@ export interface ScriptedModel {
 interface ChatMessage {
   role: string;
   content?: unknown;
+  tool_calls?: { function?: { name?: string } }[];
 }
 interface ChatRequest {
   model?: string;
@@ -41,8 +49,6 @@ interface ChatRequest {
   tools?: unknown[];
 }
 
-/** Marker the loop prompt carries so the scripted agent can find the PRD. */
-export const PRD_MARKER = "PRD file:";
 
 const textOf = (content: unknown): string => {
   if (typeof content === "string") return content;
@@ -80,7 +86,16 @@ console.log("implemented " + story.id);
   return `node <<'RALPH_SCRIPTED_EOF'\n${program}\nRALPH_SCRIPTED_EOF`;
 }
 
-type Answer = { text: string } | { toolCall: { name: string; args: Record<string, unknown> } };
+type Answer = { text: string } | { toolCall: { name: string; args: Record<string, unknown> } } | "hang";
+
+/** The question the scripted agent asks when told to (`askFirst`). */
+export const SCRIPTED_QUESTION = "Which test framework should the project use?";
+
+const userPrompt = (messages: ChatMessage[]): string =>
+  messages
+    .filter((m) => m.role === "user")
+    .map((m) => textOf(m.content))
+    .join("\n");
 
 function answerFor(script: z.output<typeof ModelScriptSchema>, req: ChatRequest): Answer {
   const messages = req.messages ?? [];
@@ -89,13 +104,21 @@ function answerFor(script: z.output<typeof ModelScriptSchema>, req: ChatRequest)
   if (!req.tools?.length) return { text: "Ralph iteration" };
   if (script.kind === "reply") return { text: script.text };
   if (script.kind === "idle") return { text: "I looked at the task and will continue later." };
-  // ralph-agent: act once on the user's prompt, then report after the tool result.
-  if (last?.role === "tool") return { text: "Implemented the story, committed it and marked it as passing." };
-  const prompt = messages
-    .filter((m) => m.role === "user")
-    .map((m) => textOf(m.content))
-    .join("\n");
-  const match = new RegExp(`${PRD_MARKER}\\s*(\\S+)`).exec(prompt);
+  if (script.kind !== "ralph-agent") return "hang";
+  // ralph-agent: (ask,) act once on the user's prompt, then report after the tool result.
+  const lastTool = messages.findLast((m) => m.role === "assistant" && m.tool_calls?.length)?.tool_calls?.[0]?.function?.name;
+  if (last?.role === "user" && script.askFirst) {
+    return {
+      toolCall: {
+        name: "question",
+        args: { questions: [{ question: SCRIPTED_QUESTION, header: "Test framework", options: [{ label: "vitest", description: "fast" }, { label: "jest", description: "common" }] }] },
+      },
+    };
+  }
+  if (last?.role === "tool" && lastTool === "bash") {
+    return script.hangAfterTool ? "hang" : { text: "Implemented the story, committed it and marked it as passing." };
+  }
+  const match = new RegExp(`${PRD_MARKER}\\s*(\\S+)`).exec(userPrompt(messages));
   if (!match) return { text: `I cannot find the PRD: the prompt has no '${PRD_MARKER}' line.` };
   return { toolCall: { name: "bash", args: { command: storyScript(match[1]!), description: "Implement the next story" } } };
 }
@@ -104,6 +127,7 @@ export async function startScriptedModel(opts: { port?: number; script: ModelScr
   let script = ModelScriptSchema.parse(opts.script);
   let requests = 0;
   let callSeq = 0;
+  const prompts: string[] = [];
   const hanging = new Set<ServerResponse>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -117,12 +141,14 @@ export async function startScriptedModel(opts: { port?: number; script: ModelScr
     if (script.kind === "error") {
       return json(res, script.status, { error: { message: "scripted model error", type: "invalid_request_error" } });
     }
-    if (script.kind === "hang") {
+    const messages = body.messages ?? [];
+    if (body.tools?.length && messages.at(-1)?.role === "user") prompts.push(userPrompt(messages));
+    const answer = answerFor(script, body);
+    if (answer === "hang") {
       hanging.add(res);
       res.on("close", () => hanging.delete(res));
       return;
     }
-    const answer = answerFor(script, body);
     const id = `chatcmpl-${++callSeq}`;
     const created = Math.floor(Date.now() / 1000);
     const model = body.model ?? "scripted";
@@ -138,7 +164,7 @@ export async function startScriptedModel(opts: { port?: number; script: ModelScr
         created,
         model,
         choices: [{ index: 0, message, finish_reason: finish }],
-        usage: USAGE,
+        usage: SCRIPTED_USAGE,
       });
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
@@ -148,7 +174,7 @@ export async function startScriptedModel(opts: { port?: number; script: ModelScr
     const delta = "text" in answer ? { content: answer.text } : { tool_calls: [{ index: 0, ...toolCall(answer.toolCall, callSeq) }] };
     send([{ index: 0, delta, finish_reason: null }]);
     send([{ index: 0, delta: {}, finish_reason: finish }]);
-    send([], { usage: USAGE });
+    send([], { usage: SCRIPTED_USAGE });
     res.end("data: [DONE]\n\n");
   };
 
@@ -168,6 +194,7 @@ export async function startScriptedModel(opts: { port?: number; script: ModelScr
     baseUrl: `http://127.0.0.1:${port}/v1`,
     port,
     requestCount: () => requests,
+    prompts: () => [...prompts],
     setScript(s) {
       script = ModelScriptSchema.parse(s);
       releaseHanging();
@@ -181,7 +208,17 @@ export async function startScriptedModel(opts: { port?: number; script: ModelScr
   };
 }
 
-const USAGE = { prompt_tokens: 10, completion_tokens: 10, total_tokens: 20 };
+/**
+ * What every answer reports using, as an OpenAI-compatible server does.
+ * opencode counts it as input 700, output 150, reasoning 50, cache read 300.
+ */
+export const SCRIPTED_USAGE = {
+  prompt_tokens: 1000,
+  completion_tokens: 200,
+  total_tokens: 1200,
+  prompt_tokens_details: { cached_tokens: 300 },
+  completion_tokens_details: { reasoning_tokens: 50 },
+};
 
 function toolCall(call: { name: string; args: Record<string, unknown> }, seq: number) {
   return { id: `call_${seq}`, type: "function", function: { name: call.name, arguments: JSON.stringify(call.args) } };

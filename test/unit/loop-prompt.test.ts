@@ -3,9 +3,8 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildPrompt, loadTemplate, DEFAULT_TEMPLATE } from "../../src/loop/prompt.js";
+import { buildPrompt, loadTemplate, DEFAULT_TEMPLATE, PRD_MARKER } from "../../src/loop/prompt.js";
 import { parsePrd } from "../../src/prd/prd.js";
-import { PRD_MARKER } from "../../src/model/scripted-model.js";
 import { exitCodeForStatus } from "../../src/cli/commands/run.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 
@@ -48,9 +47,19 @@ test("TASK_DIR/prompt.md overrides the template and gets the same variables", ()
   assert.equal(loadTemplate(join(d.repoDir, "elsewhere")), DEFAULT_TEMPLATE);
 });
 
+test("the owner's guidance is included once, after the PRD's notes, and a custom template gets it too", () => {
+  const d = dirs();
+  const text = buildPrompt(DEFAULT_TEMPLATE, { ...d, prd: prd("Prefer small commits."), guidance: ["Use tabs, not spaces.", "Skip story B for now.\n"] });
+  assert.equal(text.split("Use tabs, not spaces.").length, 2);
+  assert.ok(text.indexOf("Prefer small commits.") < text.indexOf("Guidance from the loop's owner"));
+  assert.ok(text.includes("Use tabs, not spaces.\n\n---\n\nSkip story B for now."));
+  assert.equal(buildPrompt("T", { ...d, prd: prd(), guidance: ["G"] }), "T\n\n## Guidance from the loop's owner, sent while the loop ran (it takes precedence over the notes above)\nG");
+  assert.ok(!buildPrompt(DEFAULT_TEMPLATE, { ...d, prd: prd(), guidance: [] }).includes("Guidance from"));
+});
+
 test("loop statuses map to distinct exit codes", () => {
   assert.equal(exitCodeForStatus("completed"), ExitCode.Ok);
-  const codes = (["exhausted", "failed", "stopped"] as const).map(exitCodeForStatus);
-  assert.deepEqual(codes, [ExitCode.Exhausted, ExitCode.Failed, ExitCode.Stopped]);
-  assert.equal(new Set([...codes, ExitCode.Ok, ExitCode.InvalidInput]).size, 5);
+  const codes = (["exhausted", "failed", "stopped", "budget"] as const).map(exitCodeForStatus);
+  assert.deepEqual(codes, [ExitCode.Exhausted, ExitCode.Failed, ExitCode.Stopped, ExitCode.Budget]);
+  assert.equal(new Set([...codes, ExitCode.Ok, ExitCode.InvalidInput]).size, 6);
 });

@@ -48,7 +48,7 @@ export function registerDemoCommand(program: Command): void {
         if (o.json) printJson({ type: "demo.result", loop, origin: r.origin, pushed: r.pushed.split("\n").filter(Boolean) });
         else {
           const durationMs = Date.parse(loop.endedAt ?? loop.updatedAt) - Date.parse(loop.createdAt);
-          const result = { status, iterations: loop.iteration, passed: loop.passed, total: loop.total, durationMs, reason: loop.reason ?? undefined };
+          const result = { status, iterations: loop.iteration, passed: loop.passed, total: loop.total, durationMs, reason: loop.reason ?? undefined, usage: loop.usage };
           process.stdout.write(`\n${summary(result)}\npushed to ${r.origin} on ${loop.branch}:\n${r.pushed || "(nothing)"}\n`);
         }
         process.exitCode = exitCodeForStatus(status);

@@ -8,13 +8,31 @@ import { LoopEventSchema } from "../../loop/events.js";
 import { opencodeBinary } from "../../opencode/binary.js";
 import { ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
-import { describeEvent, positiveInt } from "./run.js";
+import { readFileSync } from "node:fs";
+import { runningLocalRun, sayToLocalRun } from "../../loop/local-runs.js";
+import { formatCost, formatUsage } from "../../loop/usage.js";
+import type { DeliveryResult } from "../../daemon/notify.js";
+import { CliError } from "../exit-codes.js";
+import { describeEvent, positiveAmount, positiveInt } from "./run.js";
 
 export const remoteOption = "--remote <name>";
 export const remoteHelp = "the remote (default: the only one)";
 
+const budgetOf = (l: LoopSummary): string => {
+  const limits = [l.maxCostUsd !== null && formatCost(l.maxCostUsd), l.maxTokens !== null && `${l.maxTokens} tokens`].filter(Boolean);
+  return limits.length ? ` of ${limits.join(" / ")}` : "";
+};
+
 const line = (l: LoopSummary) =>
-  `${l.id}  ${l.status.padEnd(9)}  ${l.branch}  ${l.passed}/${l.total} stories  iteration ${l.iteration}/${l.maxIterations}${l.storyId ? `  ${l.storyId}` : ""}${l.reason && l.status !== "completed" ? `  (${l.reason})` : ""}`;
+  `${l.id}  ${l.status.padEnd(9)}  ${l.branch}  ${l.passed}/${l.total} stories  iteration ${l.iteration}/${l.maxIterations}  ${formatCost(l.usage.costUsd)}${l.storyId ? `  ${l.storyId}` : ""}${l.reason && l.status !== "completed" ? `  (${l.reason})` : ""}`;
+
+const details = (l: LoopSummary) =>
+  [
+    line(l),
+    `  origin ${l.origin}, task ${l.taskDir}${l.model ? `, model ${l.model}` : ""}`,
+    `  used ${formatUsage(l.usage)}${budgetOf(l)} (input ${l.usage.tokens.input}, output ${l.usage.tokens.output}, reasoning ${l.usage.tokens.reasoning}, cache read ${l.usage.tokens.cacheRead}, cache write ${l.usage.tokens.cacheWrite})`,
+    `  started ${l.createdAt}${l.endedAt ? `, ended ${l.endedAt}` : ""}`,
+  ].join("\n");
 
 export function describeDaemonEvent(e: DaemonEvent): string | undefined {
   if (e.type === "loop.status") return `loop ${e.loopId} ${style.bold(String(e.status))}${e.reason ? ` (${String(e.reason)})` : ""}`;
@@ -22,6 +40,17 @@ export function describeDaemonEvent(e: DaemonEvent): string | undefined {
   if (e.type === "loop.push-failed") return style.yellow(`   push of ${String(e.branch)} failed (tried again later): ${String(e.error)}`);
   const parsed = LoopEventSchema.safeParse(e);
   return parsed.success ? describeEvent(parsed.data) : undefined;
+}
+
+interface StartFlags {
+  remote?: string;
+  origin?: string;
+  maxIterations?: number;
+  model?: string;
+  maxCost?: number;
+  maxTokens?: number;
+  stallTimeout?: number;
+  json?: boolean;
 }
 
 export function registerLoopCommands(program: Command): void {
@@ -33,9 +62,14 @@ export function registerLoopCommands(program: Command): void {
     .option("--origin <url>", "git URL the daemon fetches (default: the repo's origin remote)")
     .option("--max-iterations <n>", "iteration budget", positiveInt("--max-iterations"))
     .option("--model <provider/model>", "model for opencode")
+    .option("--max-cost <usd>", "stop once the loop has cost this much (default: the daemon's)", positiveAmount("--max-cost"))
+    .option("--max-tokens <n>", "stop once the loop has used this many tokens (default: the daemon's)", positiveInt("--max-tokens"))
+    .option("--stall-timeout <seconds>", "abort an iteration after this long with no activity (default: the daemon's)", positiveInt("--stall-timeout"))
     .option("--json", "print the loop as JSON")
-    .action(async (taskDir: string, o: { remote?: string; origin?: string; maxIterations?: number; model?: string; json?: boolean }) => {
-      const loop = await withControlClient(o.remote, (c) => startRemoteLoop(c, { taskDir, origin: o.origin, maxIterations: o.maxIterations, model: o.model }));
+    .action(async (taskDir: string, o: StartFlags) => {
+      const loop = await withControlClient(o.remote, (c) =>
+        startRemoteLoop(c, { taskDir, origin: o.origin, maxIterations: o.maxIterations, model: o.model, maxCostUsd: o.maxCost, maxTokens: o.maxTokens, stallTimeoutSeconds: o.stallTimeout }),
+      );
       if (o.json) printJson(loop);
       else process.stdout.write(`${loop.id}\n`);
     });
@@ -61,7 +95,7 @@ export function registerLoopCommands(program: Command): void {
     .action(async (id: string, o: { remote?: string; json?: boolean }) => {
       const { loop } = await withControlClient(o.remote, (c) => c.call<{ loop: LoopSummary }>("GET", `/loops/${encodeURIComponent(id)}`));
       if (o.json) printJson(loop);
-      else process.stdout.write(line(loop) + "\n");
+      else process.stdout.write(details(loop) + "\n");
     });
 
   program
@@ -99,6 +133,45 @@ export function registerLoopCommands(program: Command): void {
       const { loop } = await withControlClient(o.remote, (c) => c.call<{ loop: LoopSummary }>("POST", `/loops/${encodeURIComponent(id)}/stop`));
       if (o.json) printJson(loop);
       else process.stdout.write(line(loop) + "\n");
+    });
+
+  program
+    .command("say")
+    .description("Give a running loop guidance: its next iteration's prompt includes it, once (a local 'ralph run' or a remote loop)")
+    .argument("<loop>", "loop id (a local run's id is printed when it starts)")
+    .argument("[text]", "the guidance")
+    .option("--file <file>", "read the guidance from a file ('-' for standard input)")
+    .option(remoteOption, "the remote (default: a local run with this id, else the only remote)")
+    .option("--json", "print the result as JSON")
+    .action(async (id: string, textArg: string | undefined, o: { file?: string; remote?: string; json?: boolean }) => {
+      if ((textArg === undefined) === (o.file === undefined)) throw new CliError("give the guidance as TEXT or with --file FILE, not both or neither", ExitCode.InvalidInput);
+      const text = (o.file !== undefined ? readFileSync(o.file === "-" ? 0 : o.file, "utf8") : textArg!).trim();
+      if (!text) throw new CliError("the guidance is empty", ExitCode.InvalidInput);
+      const local = o.remote ? undefined : runningLocalRun(id);
+      if (local) {
+        sayToLocalRun(local, text);
+        if (o.json) printJson({ loopId: id, local: true });
+        else process.stderr.write(`queued for the next iteration of local run ${id}\n`);
+        return;
+      }
+      const r = await withControlClient(o.remote, (c) => c.call<{ loopId: string; pending: number }>("POST", `/loops/${encodeURIComponent(id)}/say`, { text }));
+      if (o.json) printJson(r);
+      else process.stderr.write(`queued for the next iteration of loop ${id} (${r.pending} note(s) pending)\n`);
+    });
+
+  program
+    .command("notify")
+    .description("Notification targets of a daemon")
+    .command("test")
+    .description("Send a test message through the daemon to every notification target in its config, and say how each went")
+    .option(remoteOption, remoteHelp)
+    .option("--json", "print the results as JSON")
+    .action(async (o: { remote?: string; json?: boolean }) => {
+      const { results } = await withControlClient(o.remote, (c) => c.call<{ results: DeliveryResult[] }>("POST", "/notify/test"));
+      if (o.json) printJson(results);
+      else if (results.length === 0) process.stderr.write("the daemon has no notification targets: add some under \"notify\" in its config\n");
+      for (const r of o.json ? [] : results) process.stdout.write(`${r.ok ? style.green("delivered") : style.red("failed")}  ${r.target}${r.error ? `: ${r.error}` : ""}\n`);
+      if (results.some((r) => !r.ok)) process.exitCode = ExitCode.Unavailable;
     });
 
   program

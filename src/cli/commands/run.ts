@@ -3,18 +3,31 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { runLoop, type LoopResult } from "../../loop/engine.js";
 import type { LoopEvent, LoopStatus } from "../../loop/events.js";
+import { registerLocalRun } from "../../loop/local-runs.js";
+import { describeBudgetHit, formatCost, formatUsage } from "../../loop/usage.js";
 import { opencodeBinary } from "../../opencode/binary.js";
 import { PrdError, loadPrd } from "../../prd/prd.js";
 import { CliError, ExitCode, type ExitCodeValue } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
 
 export const exitCodeForStatus = (status: LoopStatus): ExitCodeValue =>
-  ({ completed: ExitCode.Ok, exhausted: ExitCode.Exhausted, failed: ExitCode.Failed, stopped: ExitCode.Stopped })[status];
+  ({ completed: ExitCode.Ok, exhausted: ExitCode.Exhausted, failed: ExitCode.Failed, stopped: ExitCode.Stopped, budget: ExitCode.Budget })[status];
 
 export const positiveInt = (name: string) => (v: string): number => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number of at least 1`);
   return n;
+};
+
+export const positiveAmount = (name: string) => (v: string): number => {
+  const n = Number(v.replace(/^\$/, ""));
+  if (!Number.isFinite(n) || n <= 0 || v.trim() === "") throw new InvalidArgumentError(`${name} must be a positive amount in US dollars, e.g. 2.50`);
+  return n;
+};
+
+export const permissionPolicy = (v: string): "reject" | "allow" => {
+  if (v !== "reject" && v !== "allow") throw new InvalidArgumentError(`--on-permission must be "reject" or "allow"`);
+  return v;
 };
 
 const oneLine = (s: string): string => {
@@ -25,8 +38,11 @@ const oneLine = (s: string): string => {
 /** One human line per event on a terminal. */
 export function describeEvent(e: LoopEvent): string | undefined {
   switch (e.type) {
-    case "run.started":
-      return `${style.bold("ralph")} ${e.taskDir} on ${style.cyan(e.branch)}: ${e.passed}/${e.total} stories pass, up to ${e.maxIterations} iterations`;
+    case "run.started": {
+      const limits = [e.budget.maxCostUsd !== undefined && `${formatCost(e.budget.maxCostUsd)}`, e.budget.maxTokens !== undefined && `${e.budget.maxTokens} tokens`].filter(Boolean);
+      const head = `${style.bold("ralph")} ${e.taskDir} on ${style.cyan(e.branch)}: ${e.passed}/${e.total} stories pass, up to ${e.maxIterations} iterations${limits.length ? ` or ${limits.join(" or ")}` : ""}`;
+      return e.runId ? `${head}\n${style.dim(`run ${e.runId}: steer it from another shell with 'ralph say ${e.runId} "..."'`)}` : head;
+    }
     case "opencode.started":
       return style.dim(`opencode reachable at ${e.url} (pid ${e.pid})`);
     case "opencode.restarted":
@@ -37,8 +53,16 @@ export function describeEvent(e: LoopEvent): string | undefined {
       return e.status === "running" || e.status === "pending" ? undefined : style.dim(`   ${e.tool} ${e.status}${e.title ? `: ${oneLine(e.title)}` : ""}`);
     case "iteration.ended": {
       const colour = e.outcome === "progress" ? style.green : e.outcome === "no-progress" ? style.yellow : style.red;
-      return `   ${colour(e.outcome)} in ${(e.durationMs / 1000).toFixed(1)}s, ${e.passed}/${e.total} stories pass${e.error ? ` (${e.error})` : ""}`;
+      return `   ${colour(e.outcome)} in ${(e.durationMs / 1000).toFixed(1)}s, ${e.passed}/${e.total} stories pass, ${formatUsage(e.usage)} (loop: ${formatUsage(e.totalUsage)})${e.error ? ` (${e.error})` : ""}`;
     }
+    case "loop.asked":
+      return style.yellow(`   asked (${e.kind}): ${oneLine(e.text)}; answered: ${oneLine(e.answer)}`);
+    case "loop.stalled":
+      return style.red(`   stalled: no activity from opencode for ${e.idleSeconds}s; iteration aborted`);
+    case "loop.guidance":
+      return style.cyan(`   guidance from the owner: ${oneLine(e.text)}`);
+    case "loop.budget":
+      return style.yellow(`${describeBudgetHit(e)}${e.duringIteration ? "; the iteration was cut short" : ""}`);
     case "run.ended":
       return undefined;
   }
@@ -46,7 +70,7 @@ export function describeEvent(e: LoopEvent): string | undefined {
 
 export function summary(r: LoopResult): string {
   const colour = r.status === "completed" ? style.green : style.red;
-  return `${colour(r.status)}: ${r.passed}/${r.total} stories pass after ${r.iterations} iteration(s) in ${(r.durationMs / 1000).toFixed(1)}s${r.reason && r.status !== "completed" ? ` (${r.reason})` : ""}`;
+  return `${colour(r.status)}: ${r.passed}/${r.total} stories pass after ${r.iterations} iteration(s) in ${(r.durationMs / 1000).toFixed(1)}s, ${formatUsage(r.usage)}${r.reason && r.status !== "completed" ? ` (${r.reason})` : ""}`;
 }
 
 export function registerRunCommand(program: Command): void {
@@ -57,8 +81,12 @@ export function registerRunCommand(program: Command): void {
     .option("--max-iterations <n>", "iteration budget", positiveInt("--max-iterations"), 10)
     .option("--model <provider/model>", "model for opencode (default: the repo's opencode config)")
     .option("--iteration-timeout <seconds>", "time limit per iteration", positiveInt("--iteration-timeout"), 1800)
+    .option("--max-cost <usd>", "stop once the loop has cost this much (needs a model with a price in opencode's config)", positiveAmount("--max-cost"))
+    .option("--max-tokens <n>", "stop once the loop has used this many tokens (input, output, reasoning and cache)", positiveInt("--max-tokens"))
+    .option("--stall-timeout <seconds>", "abort an iteration after this long with no activity from opencode", positiveInt("--stall-timeout"), 300)
+    .option("--on-permission <policy>", "answer opencode's permission requests: reject or allow (questions are always answered 'no human is available')", permissionPolicy, "reject")
     .option("--json", "print one JSON event per line")
-    .action(async (taskDirArg: string, o: { maxIterations: number; model?: string; iterationTimeout: number; json?: boolean }) => {
+    .action(async (taskDirArg: string, o: RunFlags) => {
       const taskDir = resolve(taskDirArg);
       const prdFile = join(taskDir, "prd.json");
       if (!existsSync(prdFile)) throw new CliError(`no prd.json in ${taskDir}: create one, or pass the directory that holds it`, ExitCode.InvalidInput);
@@ -80,12 +108,18 @@ export function registerRunCommand(program: Command): void {
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
+      const run = registerLocalRun(taskDir);
       try {
         const result = await runLoop({
           taskDir,
           maxIterations: o.maxIterations,
           model: o.model,
           iterationTimeoutMs: o.iterationTimeout * 1000,
+          stallTimeoutMs: o.stallTimeout * 1000,
+          budget: { maxCostUsd: o.maxCost, maxTokens: o.maxTokens },
+          permissionPolicy: o.onPermission,
+          takeGuidance: run.takeGuidance,
+          run,
           signal: stop.signal,
           onEvent: (e) => {
             if (o.json) return printJson(e);
@@ -100,8 +134,20 @@ export function registerRunCommand(program: Command): void {
         if (err instanceof Error && /uncommitted changes|not a valid git branch|not a git repository/.test(err.message)) throw new CliError(err.message, ExitCode.InvalidInput);
         throw err;
       } finally {
+        run.close();
         process.off("SIGINT", onSignal);
         process.off("SIGTERM", onSignal);
       }
     });
+}
+
+interface RunFlags {
+  maxIterations: number;
+  model?: string;
+  iterationTimeout: number;
+  maxCost?: number;
+  maxTokens?: number;
+  stallTimeout: number;
+  onPermission: "reject" | "allow";
+  json?: boolean;
 }
