@@ -1,7 +1,5 @@
 import { after, test as nodeTest } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type IncomingHttpHeaders } from "node:http";
-import type { AddressInfo } from "node:net";
 import {
   Notifier,
   NotifyTargetSchema,
@@ -11,13 +9,7 @@ import {
   type NotifyKind,
   type NotifyTarget,
 } from "../../src/daemon/notify.js";
-
-interface Received {
-  method: string;
-  path: string;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
+import { deadPort, startReceiver } from "../support/http-receiver.js";
 
 /** A hang (an idle() that never comes) fails its own test instead of stalling the file. */
 const test = (name: string, fn: () => Promise<void> | void) => nodeTest(name, { timeout: 15_000 }, fn);
@@ -27,53 +19,10 @@ after(async () => {
   for (const close of closers) await close();
 });
 
-/** A local HTTP receiver that records every request and answers with the queued status codes (then 200). */
 async function receiver() {
-  const requests: Received[] = [];
-  const statuses: number[] = [];
-  let held: Array<() => void> | null = null;
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      requests.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
-      const status = statuses.shift() ?? 200;
-      const answer = () => res.writeHead(status).end("ok");
-      if (held) held.push(answer);
-      else answer();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  const close = () => {
-    server.closeAllConnections();
-    return new Promise<void>((resolve) => server.close(() => resolve()));
-  };
-  closers.push(close);
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    requests,
-    /** Answers the next requests with these codes, in order. */
-    answer: (...codes: number[]) => statuses.push(...codes),
-    /** Receives requests but answers none until release(). */
-    hold: () => (held = []),
-    release: () => {
-      const pending = held ?? [];
-      held = null;
-      for (const answer of pending) answer();
-    },
-    close,
-  };
-}
-
-/** A port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  const r = await startReceiver();
+  closers.push(r.close);
+  return r;
 }
 
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
