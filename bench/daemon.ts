@@ -1,7 +1,8 @@
 // The remote flow's own costs, measured through the real CLI, ralphd and the
 // overlay: time from `ralph start` to the loop's first iteration (beside a
 // local `ralph run` on the same machine), time from `ralph attach` to a ready
-// URL, and ralphd's memory with 1 and with 4 active loops.
+// URL, ralphd's memory with 1 and with 4 active loops, and the delay from a
+// loop's end to its notification reaching a local webhook.
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,6 +16,7 @@ import { startScriptedModel } from "../src/model/scripted-model.js";
 import { waitFor } from "../src/util/wait.js";
 import { LOCAL_NAME } from "../src/ziti/network.js";
 import { cli, makeProject, setDaemonConfig } from "../test/support/daemon-harness.js";
+import { startReceiver } from "../test/support/http-receiver.js";
 import { git, makeRepo } from "../test/support/loop-fixtures.js";
 import { summarize, table } from "./stats.js";
 
@@ -41,9 +43,10 @@ export async function runDaemonBench(opts: { home: string; samples: number; log:
   const model = await startScriptedModel({ script: { kind: "hang" } });
   const opencodeConfigFile = join(home, "bench-opencode.json");
   writeFileSync(opencodeConfigFile, JSON.stringify(scriptedModelConfig(model.baseUrl)));
-  setDaemonConfig(home, { maxConcurrentLoops: 4, opencodeConfigFile });
+  const receiver = await startReceiver();
+  setDaemonConfig(home, { maxConcurrentLoops: 4, opencodeConfigFile, notify: [{ kind: "webhook", url: `${receiver.url}/hook`, events: ["completed"] }] });
   const daemon = await ensureLocalDaemon();
-  const branches = Array.from({ length: samples + 4 }, (_, i) => `bench/b${i}`);
+  const branches = Array.from({ length: 2 * samples + 4 }, (_, i) => `bench/b${i}`);
   const project = makeProject(join(home, "bench-project"), branches);
   const client = await ControlClient.open(LOCAL_NAME);
   const firstIteration = new Map<string, number>();
@@ -104,6 +107,17 @@ export async function runDaemonBench(opts: { home: string; samples: number; log:
     const rss4 = await readRss();
     await stopAll();
 
+    log("loop end to notification received");
+    model.setScript({ kind: "ralph-agent" });
+    const notified: number[] = [];
+    for (let i = 0; i < samples; i++) {
+      const { id } = await startRemote(branches[samples + 4 + i]!);
+      const note = await waitFor(() => receiver.requests.find((r) => r.body.includes(`"loopId":"${id}"`)), { what: `loop ${id}'s notification`, timeoutMs: 120_000, intervalMs: 5 });
+      notified.push(note.at - Date.parse((JSON.parse(note.body) as { time: string }).time));
+    }
+    model.setScript({ kind: "hang" });
+    const notifiedS = summarize(notified);
+
     const startLocal = summarize(local);
     const startRemoteS = summarize(remote);
     const attachS = summarize(attach);
@@ -111,11 +125,13 @@ export async function runDaemonBench(opts: { home: string; samples: number; log:
       start_to_first_iteration_ms: { local_run: startLocal, remote_start: startRemoteS },
       attach_ready_ms: attachS,
       ralphd_rss_mb: { loops_1: Math.round(rss1), loops_4: Math.round(rss4) },
+      notification_delay_ms: notifiedS,
       tables: [
         "Start to first iteration running (ms): local `ralph run` vs remote `ralph start` through the overlay\n" +
           table([["local run", startLocal], ["remote start", startRemoteS]], startLocal),
         "`ralph attach` to a ready URL through the overlay (ms)\n" + table([["attach", attachS]], attachS),
         `ralphd resident memory: ${rss1.toFixed(0)} MB with 1 active loop, ${rss4.toFixed(0)} MB with 4 (opencode servers are separate processes)`,
+        "Loop end (its status event) to the webhook receiving the notification (ms)\n" + table([["notification", notifiedS]], notifiedS),
       ],
     };
   } finally {
@@ -125,5 +141,6 @@ export async function runDaemonBench(opts: { home: string; samples: number; log:
     await client.close();
     if (daemon.startedHere) await daemon.stop();
     await model.close();
+    await receiver.close();
   }
 }

@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { runDaemonBench } from "./daemon.js";
 import { runOverlayBench } from "./overlay.js";
+import { runAccountingBench } from "./unattended.js";
+import { startScriptedModel } from "../src/model/scripted-model.js";
 import { ZITI_VERSION } from "../src/ziti/binary.js";
 import { zitiDown, zitiUp } from "../src/ziti/network.js";
 
@@ -26,11 +28,14 @@ const net = await zitiUp();
 try {
   const overlay = await runOverlayBench({ requests, home, net, log });
   const daemon = await runDaemonBench({ home, samples, log });
-  process.stdout.write(`\nMachine: ${machine}\n\n${[...overlay.tables, ...daemon.tables].join("\n\n")}\n`);
+  const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
+  const accounting = await runAccountingBench({ model, home, samples, log }).finally(() => model.close());
+  process.stdout.write(`\nMachine: ${machine}\n\n${[...overlay.tables, ...daemon.tables, ...accounting.tables].join("\n\n")}\n`);
   if (values.out) {
     const { tables: _o, ...overlayFigures } = overlay;
     const { tables: _d, ...daemonFigures } = daemon;
-    writeFileSync(values.out, JSON.stringify({ machine, ...overlayFigures, daemon: daemonFigures }, null, 2) + "\n");
+    const { tables: _a, ...accountingFigures } = accounting;
+    writeFileSync(values.out, JSON.stringify({ machine, ...overlayFigures, daemon: daemonFigures, accounting: accountingFigures }, null, 2) + "\n");
     log(`figures written to ${values.out}`);
   }
 } finally {

@@ -30,6 +30,8 @@ export interface LoopOptions {
   /** A local run's id and private directory (opencode's state and log). */
   run?: { id: string; dir: string };
   maxConsecutiveFailures?: number;
+  /** Off only to measure what accounting costs (the benchmark). */
+  accounting?: boolean;
   /** First retry waits this long, doubling per consecutive failure (capped at 60 s). */
   backoffBaseMs?: number;
   signal?: AbortSignal;
@@ -157,6 +159,7 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
           signal: opts.signal,
           interrupt: overBudget.signal,
           permissionPolicy: opts.permissionPolicy,
+          accounting: opts.accounting,
           onTool: (t) => emit({ type: "tool", iteration, ...t }),
           onAsked: (a) => emit({ type: "loop.asked", iteration, ...a }),
           onUsage: (u) => {

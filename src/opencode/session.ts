@@ -54,6 +54,8 @@ export interface TurnOptions {
   /** The turn's usage so far, as opencode updates its messages. */
   onUsage?: (u: Usage) => void;
   onAsked?: (a: Asked) => void;
+  /** Off only to measure what accounting costs (the benchmark): usage is then reported empty. */
+  accounting?: boolean;
 }
 
 export const clientFor = (server: OpencodeServer): OpencodeClient =>
@@ -106,7 +108,8 @@ export async function runTurn(server: OpencodeServer, opts: TurnOptions): Promis
   const assistant = new Map<string, AssistantUsage>();
   const timers: NodeJS.Timeout[] = [];
   try {
-    const prices = pricesOf(server, client);
+    const accounting = opts.accounting ?? true;
+    const prices = accounting ? pricesOf(server, client) : Promise.resolve(new Set<string>());
     const events = await client.event.subscribe(undefined, { signal: stop.signal });
     const created = await client.session.create({ title: "Ralph iteration" });
     if (!created.data) return { kind: "error", message: `could not create an opencode session: ${JSON.stringify(created.error)}`, usage: emptyUsage() };
@@ -155,7 +158,7 @@ export async function runTurn(server: OpencodeServer, opts: TurnOptions): Promis
         } else if (raw.type === "session.error" && session === sid) {
           const e = p.error as { name?: string; data?: { message?: string } } | undefined;
           error = `${e?.name ?? "error"}: ${e?.data?.message ?? "unknown"}`;
-        } else if (raw.type === "message.updated" && info && isAssistantUsage(info)) {
+        } else if (raw.type === "message.updated" && accounting && info && isAssistantUsage(info)) {
           assistant.set(info.id, info);
           opts.onUsage?.(usageSoFar());
         } else if (raw.type === "question.asked" || raw.type === "permission.asked") {
@@ -214,7 +217,7 @@ export async function runTurn(server: OpencodeServer, opts: TurnOptions): Promis
       // Leave nothing running in the session we give up on.
       await client.session.abort({ sessionID: sid }).catch(() => undefined);
     }
-    return { ...result, usage: server.alive() ? await finalUsage(client, ours, priced).catch(usageSoFar) : usageSoFar() };
+    return { ...result, usage: accounting && server.alive() ? await finalUsage(client, ours, priced).catch(usageSoFar) : usageSoFar() };
   } finally {
     timers.forEach(clearTimeout);
     opts.signal?.removeEventListener("abort", onAbort);

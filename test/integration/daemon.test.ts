@@ -23,7 +23,7 @@ import { ExitCode } from "../../src/cli/exit-codes.js";
 import { startTestNetwork } from "../support/ziti-network.js";
 import { cli, makeProject, ralph, ralphdScript, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
 import { gitEnv } from "../support/loop-fixtures.js";
-import { isLoopbackAddress, listenersOfTree } from "../support/sockets.js";
+import { bindsInStrace, isLoopbackAddress, isLoopbackBind, listenersOfTree } from "../support/sockets.js";
 
 let network: Awaited<ReturnType<typeof startTestNetwork>>;
 let model: ScriptedModel;
@@ -43,7 +43,7 @@ before(async () => {
   writeFileSync(opencodeConfigFile, JSON.stringify(scriptedModelConfig(model.baseUrl)));
   setDaemonConfig(home, { maxConcurrentLoops: 2, opencodeConfigFile });
   projectRoot = mkdtempSync(join(tmpdir(), "ralph-project-"));
-  project = makeProject(projectRoot, ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine", "ralph/ten"]);
+  project = makeProject(projectRoot, ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine", "ralph/ten", "ralph/eleven"]);
   daemon = await startRalphd(home);
 });
 
@@ -57,6 +57,10 @@ after(async () => {
   await network?.stop();
   if (projectRoot) rmSync(projectRoot, { recursive: true, force: true });
 });
+
+/** The client dialers (ralph-ziti-dial) running for a service. */
+const dialersOf = (service: string): number[] =>
+  findProcesses((argv) => /ralph-ziti-dial/.test(argv[0] ?? "") && argv.includes("-service") && argv[argv.indexOf("-service") + 1] === service);
 
 const gitIn = (...args: string[]) => execFileSync("git", args, { cwd: project.repo }).toString().trim();
 
@@ -142,6 +146,21 @@ test("ralph stop stops a loop and frees its slot", async () => {
   model.setScript({ kind: "ralph-agent" });
 });
 
+test("a client command binds nothing beyond loopback at any moment, its Ziti login included (every bind() of its process tree)", async () => {
+  const trace = join(home, "ls.strace");
+  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const c = spawn("strace", ["-f", "-qq", "-e", "trace=bind", "-o", trace, process.execPath, cli, "ls", "--json"], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    c.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    c.on("error", (err) => resolve({ code: -1, stderr: `cannot run strace (install it, e.g. 'apt-get install strace'): ${err.message}` }));
+    c.on("exit", (code) => resolve({ code, stderr }));
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const binds = bindsInStrace(readFileSync(trace, "utf8"));
+  assert.ok(binds.some((b) => b.family === "AF_INET" && b.address === "127.0.0.1"), "the audit saw the dialer's own listener");
+  assert.deepEqual(binds.filter((b) => !isLoopbackBind(b)), [], "no bind beyond loopback");
+});
+
 test("the daemon reports its health and the models and agents its loops can use", async () => {
   const health = await ralph(home, ["health", "--json"]);
   assert.equal(health.code, 0, health.stderr);
@@ -180,7 +199,7 @@ test("ralph attach --print-url opens a ready proxy to the loop's opencode and cl
   child.kill("SIGINT");
   assert.equal(await exited, 0);
   const service = loopServiceName("local", id);
-  assert.deepEqual(findProcesses((argv) => argv.includes("proxy") && argv.some((a) => a.startsWith(`${service}:`))), [], "the proxy closed with it");
+  assert.deepEqual(dialersOf(service), [], "the proxy closed with it");
   assert.equal((await ralph(home, ["stop", id])).code, 0);
   model.setScript({ kind: "ralph-agent" });
 });
@@ -193,7 +212,22 @@ test("Ctrl-C on ralph logs --follow exits as stopped and leaves no tunneler behi
   await new Promise((r) => createInterface({ input: child.stdout! }).once("line", r));
   child.kill("SIGINT");
   assert.equal(await exited, ExitCode.Stopped);
-  assert.deepEqual(findProcesses((argv) => argv.includes("proxy") && argv.some((a) => a.startsWith("ralph-control-local:"))), []);
+  assert.deepEqual(dialersOf("ralph-control-local"), []);
+  assert.equal((await ralph(home, ["stop", id])).code, 0);
+  model.setScript({ kind: "ralph-agent" });
+});
+
+test("a ralph logs --follow killed outright leaves no dialer behind: the dialer notices its parent's death", async () => {
+  model.setScript({ kind: "hang" });
+  const id = await startLoop("ralph/eleven");
+  const child = spawn(process.execPath, [cli, "logs", id, "--follow"], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+  const exited = new Promise((r) => child.on("exit", r));
+  await new Promise((r) => createInterface({ input: child.stdout! }).once("line", r));
+  const dialers = dialersOf("ralph-control-local");
+  assert.equal(dialers.length, 1, "the follower's dialer runs");
+  child.kill("SIGKILL");
+  await exited;
+  await waitFor(() => !pidAlive(dialers[0]!), { what: "the orphaned dialer to exit", timeoutMs: 10_000 });
   assert.equal((await ralph(home, ["stop", id])).code, 0);
   model.setScript({ kind: "ralph-agent" });
 });
@@ -236,6 +270,7 @@ test("a second ralphd for the same home is refused", async () => {
 test("refused requests get a clear error and change nothing", async () => {
   const client = await ControlClient.open();
   try {
+    const before = (await client.call<{ loops: unknown[] }>("GET", "/loops")).loops.length;
     const refused = async (body: unknown, pattern: RegExp) => {
       await assert.rejects(client.call("POST", "/loops", body), (e: Error & { exitCode?: number }) => pattern.test(e.message) && e.exitCode === ExitCode.InvalidInput);
     };
@@ -254,7 +289,7 @@ test("refused requests get a clear error and change nothing", async () => {
     assert.match(((await res.json()) as { error: { message: string } }).error.message, /not valid JSON/);
     await assert.rejects(client.call("GET", "/loops/nope"), (e: Error & { exitCode?: number }) => /no loop "nope"/.test(e.message) && e.exitCode === ExitCode.NotFound);
     const { loops } = await client.call<{ loops: unknown[] }>("GET", "/loops");
-    assert.equal(loops.length, 6, "no refused request created a loop");
+    assert.equal(loops.length, before, "no refused request created a loop");
   } finally {
     await client.close();
   }

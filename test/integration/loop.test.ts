@@ -136,13 +136,19 @@ test("opencode killed mid-iteration is restarted and the failure is counted", as
 
 const cli = join(process.cwd(), "dist", "cli", "ralph.js");
 
-test("SIGINT to ralph run stops the loop and leaves no opencode process behind", async () => {
-  model.setScript({ kind: "hang" });
-  const f = fixture();
+/** `ralph run --json` as a child, its events collected as they come. */
+function spawnRun(f: Fixture) {
   const child = spawn(process.execPath, [cli, "run", f.taskDir, "--json"], { env: { ...process.env, RALPH_HOME: f.home }, stdio: ["ignore", "pipe", "pipe"] });
   const events: LoopEvent[] = [];
   createInterface({ input: child.stdout! }).on("line", (l) => events.push(JSON.parse(l) as LoopEvent));
   const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  return { child, events, exited };
+}
+
+test("SIGINT to ralph run stops the loop and leaves no opencode process behind", async () => {
+  model.setScript({ kind: "hang" });
+  const f = fixture();
+  const { child, events, exited } = spawnRun(f);
   const before = model.requestCount();
   const server = await waitFor(() => events.find((e) => e.type === "opencode.started"), { what: "opencode to start", timeoutMs: 60_000 });
   assert.ok(server.type === "opencode.started");
@@ -359,10 +365,7 @@ test("an iteration with no activity from opencode is aborted as stalled, long be
 test("ralph say gives a running local loop guidance that the next iteration's prompt includes once", async () => {
   model.setScript({ kind: "hang" });
   const f = fixture();
-  const child = spawn(process.execPath, [cli, "run", f.taskDir, "--json"], { env: { ...process.env, RALPH_HOME: f.home }, stdio: ["ignore", "pipe", "pipe"] });
-  const events: LoopEvent[] = [];
-  createInterface({ input: child.stdout! }).on("line", (l) => events.push(JSON.parse(l) as LoopEvent));
-  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  const { events, exited } = spawnRun(f);
   const started = await waitFor(() => events.find((e) => e.type === "run.started"), { what: "the run to start", timeoutMs: 60_000 });
   assert.ok(started.type === "run.started" && started.runId);
   const server = await waitFor(() => events.find((e) => e.type === "opencode.started"), { what: "opencode to start", timeoutMs: 60_000 });

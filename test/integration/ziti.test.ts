@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createServer as createHttpServer } from "node:http";
 import { connect, createServer, type AddressInfo } from "node:net";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -294,6 +294,13 @@ test("ralph ziti status and up through the CLI reuse the running network", async
   const cli = join(process.cwd(), "dist", "cli", "ralph.js");
   const run = promisify(execFile);
   for (const f of ["admin-password", "network.json"]) assert.equal(statSync(join(network.home, "ziti", f)).mode & 0o777, 0o600, `${f} is private`);
+  const quickstart = join(network.home, "ziti", "quickstart");
+  const keyFiles = readdirSync(quickstart, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".key"));
+  assert.ok(keyFiles.filter((f) => f.startsWith("pki")).length >= 5, `the PKI has its CA and server keys: ${keyFiles.join(", ")}`);
+  const keysArePrivate = () => {
+    for (const f of keyFiles) assert.equal(statSync(join(quickstart, f)).mode & 0o777, 0o600, `${f} is private`);
+  };
+  keysArePrivate();
   const env = { ...process.env, RALPH_HOME: network.home };
   const status = JSON.parse((await run(process.execPath, [cli, "ziti", "status", "--json"], { env })).stdout) as { running: boolean; pid: number; services: string[]; identities: { name: string }[] };
   assert.equal(status.running, true);
@@ -306,11 +313,19 @@ test("ralph ziti status and up through the CLI reuse the running network", async
   assert.ok(!argv.includes("--password"), "the admin password is never on the network's command line");
 
   assert.match((await run(process.execPath, [cli, "ziti", "down"], { env })).stdout, /network stopped/);
+  // As if ziti had rewritten a key: the next start makes it private again.
+  for (const f of keyFiles) chmodSync(join(quickstart, f), 0o644);
   const down = await run(process.execPath, [cli, "ziti", "status", "--json"], { env }).catch((e: { stdout: string; code: number }) => e);
   assert.equal((down as { code?: number }).code, 6, "status exits unavailable while the network is down");
   assert.equal(JSON.parse(down.stdout).running, false);
+  await assert.rejects(
+    startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: SERVICE, logFile: join(network.home, "down.log") }),
+    /cannot reach the controller at https:\/\/127\.0\.0\.1:\d+: connection refused \(is the network up, and is this its address\?\)/,
+    "a controller that is down is reported as such, not as a refused identity",
+  );
   const again = JSON.parse((await run(process.execPath, [cli, "ziti", "up", "--json"], { env })).stdout) as { pid: number };
   assert.notEqual(again.pid, status.pid);
+  keysArePrivate();
   const restarted = JSON.parse((await run(process.execPath, [cli, "ziti", "status", "--json"], { env })).stdout) as typeof status;
   assert.deepEqual(restarted.identities, status.identities, "a stopped network comes back with its state");
   assert.ok(restarted.services.includes(SERVICE));

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -40,7 +42,52 @@ func fatal(message string, err error) {
 	os.Exit(2)
 }
 
+// dieWithParent ends this process when the process that started it dies,
+// however it dies: the kernel sends SIGKILL, so no handler is involved.
+func dieWithParent() {
+	parent := os.Getppid()
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0); errno != 0 {
+		fatal("cannot ask to die with the parent process", errno)
+	}
+	// The parent may have died before the request above.
+	if os.Getppid() != parent || parent == 1 {
+		os.Exit(3)
+	}
+}
+
+// loginError names the real cause of a failed login and what to do about it.
+func loginError(controller string, err error) string {
+	var hostErr x509.HostnameError
+	var authorityErr x509.UnknownAuthorityError
+	var certErr *x509.CertificateInvalidError
+	text := err.Error()
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(text, "connection refused"):
+		return "cannot reach the controller at " + controller + ": connection refused (is the network up, and is this its address?)"
+	case errors.As(err, &hostErr):
+		names := append(append([]string{}, hostErr.Certificate.DNSNames...), ipStrings(hostErr.Certificate.IPAddresses)...)
+		return "the controller's certificate is not valid for the name in this identity (" + hostErr.Host + "); it names " + strings.Join(names, ", ") + ": the network advertises another address, so enrol an identity for it"
+	case errors.As(err, &authorityErr) || errors.As(err, &certErr):
+		return "the controller at " + controller + " has a certificate this identity does not trust: it belongs to another network"
+	case errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(text, "timeout") || strings.Contains(text, "deadline exceeded"):
+		return "no answer from the controller at " + controller + " (is the address reachable from here?)"
+	case strings.Contains(text, "UNAUTHORIZED") || strings.Contains(text, "401") || strings.Contains(text, "INVALID_AUTH") || strings.Contains(text, "certificate required"):
+		return "the controller refused this identity: it was revoked, or it belongs to another network"
+	default:
+		return "cannot log in to the controller at " + controller
+	}
+}
+
+func ipStrings(ips []net.IP) []string {
+	out := make([]string, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, ip.String())
+	}
+	return out
+}
+
 func main() {
+	dieWithParent()
 	identity := flag.String("identity", "", "enrolled identity file (JSON)")
 	service := flag.String("service", "", "service to dial")
 	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
@@ -70,8 +117,15 @@ func main() {
 		fatal("cannot create a Ziti context", err)
 	}
 	defer ctx.Close()
+	// The SDK's default OIDC login runs a local HTTP server on every
+	// interface for the length of the login; the API-session login opens none.
+	impl, ok := ctx.(*ziti.ContextImpl)
+	if !ok {
+		fatal("unexpected Ziti context", errors.New("not a *ziti.ContextImpl"))
+	}
+	impl.CtrlClt.SetUseOidc(false)
 	if err := ctx.Authenticate(); err != nil {
-		fatal("the controller refused this identity (revoked, or another network?)", err)
+		fatal(loginError(cfg.ZtAPI, err), err)
 	}
 
 	ln, err := net.Listen("tcp4", *listen)
