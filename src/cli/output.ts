@@ -22,6 +22,22 @@ export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value) + "\n");
 }
 
+/**
+ * Output to a closed pipe (`ralph ls | head -1`) ends the command quietly
+ * with status 0, as Unix tools do, through process.exit: its hook stops every
+ * child the command started (the dialer), as on Ctrl-C. A closed stderr is
+ * ignored: there is no one left to tell, and the command carries on.
+ */
+export function endQuietlyOnClosedPipe(): void {
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    process.exit(ExitCode.Ok);
+  });
+  process.stderr.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+  });
+}
+
 /** Writes one error line to stderr and returns the exit code it maps to. */
 export function reportError(err: unknown): number {
   const useErrColor = useColor(process.stderr);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from "commander";
-import { reportError } from "./output.js";
+import { endQuietlyOnClosedPipe, reportError } from "./output.js";
 import { registerRunCommand } from "./commands/run.js";
 import { registerZitiCommands } from "./commands/ziti.js";
 import { registerRemoteCommands } from "./commands/remote.js";
@@ -17,6 +17,7 @@ const program = new Command("ralph")
   .configureOutput({ outputError: (str, write) => write(str) });
 program.exitOverride();
 exitOnSignalUnlessHandled();
+endQuietlyOnClosedPipe();
 
 registerRunCommand(program);
 registerZitiCommands(program);

@@ -4,7 +4,7 @@ import { loadDaemonConfig } from "../daemon/config.js";
 import { checkDaemon } from "../daemon/check.js";
 import { runDaemon } from "../daemon/main.js";
 import { CliError, ExitCode } from "./exit-codes.js";
-import { printJson, reportError, style } from "./output.js";
+import { endQuietlyOnClosedPipe, printJson, reportError, style } from "./output.js";
 import { VERSION } from "../version.js";
 import { exitOnSignalUnlessHandled } from "./signals.js";
 
@@ -25,6 +25,7 @@ const program = new Command("ralphd")
   });
 program.exitOverride();
 exitOnSignalUnlessHandled();
+endQuietlyOnClosedPipe();
 
 program
   .command("check")

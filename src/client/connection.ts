@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { homeDir } from "../config/paths.js";
-import { CliError, ExitCode } from "../cli/exit-codes.js";
+import { CliError, ExitCode, type ExitCodeValue } from "../cli/exit-codes.js";
+import type { ErrorCode } from "../daemon/rpc.js";
 import { startProxyTunnel, type ProxyTunnel } from "../ziti/tunnel.js";
 import { readRemotes, type Remote } from "./remotes.js";
 
@@ -32,6 +33,17 @@ export async function openProxy(remoteName: string, remote: Remote, service: str
     );
   }
 }
+
+/** What each of the daemon's error codes means to a script: a refused request is invalid input. */
+const exitCodeFor: Record<ErrorCode, ExitCodeValue> = {
+  invalid_request: ExitCode.InvalidInput,
+  not_found: ExitCode.NotFound,
+  method_not_allowed: ExitCode.InvalidInput,
+  conflict: ExitCode.InvalidInput,
+  busy: ExitCode.InvalidInput,
+  too_large: ExitCode.InvalidInput,
+  internal: ExitCode.Error,
+};
 
 const controlReady = async (url: string) => (await fetch(`${url}/health`, { signal: AbortSignal.timeout(3000) })).ok;
 
@@ -66,10 +78,10 @@ export class ControlClient {
       headers: body === undefined ? {} : { "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    const json = (await res.json()) as T & { error?: { code: string; message: string } };
+    const json = (await res.json()) as T & { error?: { code: ErrorCode; message: string } };
     if (!res.ok) {
       const code = json.error?.code;
-      const exit = code === "not_found" ? ExitCode.NotFound : code === "invalid_request" || code === "conflict" || code === "busy" || code === "too_large" ? ExitCode.InvalidInput : ExitCode.Error;
+      const exit = code && Object.hasOwn(exitCodeFor, code) ? exitCodeFor[code] : ExitCode.Error;
       throw new CliError(`${this.remoteName}: ${json.error?.message ?? res.statusText}`, exit);
     }
     return json;

@@ -6,7 +6,7 @@ import type { z } from "zod";
 import { opencodeVersion } from "../opencode/binary.js";
 import { VERSION } from "../version.js";
 import { ZITI_VERSION } from "../ziti/binary.js";
-import { summaryOf, type LoopManager } from "./manager.js";
+import { MAX_FOLLOWERS, summaryOf, type LoopManager } from "./manager.js";
 import type { Notifier } from "./notify.js";
 import { RpcError, SayRequestSchema, StartLoopRequestSchema, httpStatusFor, type ErrorCode } from "./rpc.js";
 import type { Store, StoredEvent } from "./store.js";
@@ -18,6 +18,8 @@ export interface Health {
   healthy: boolean;
   uptimeSeconds: number;
   loops: { active: number; total: number; max: number };
+  /** Clients streaming events now, and how many may. */
+  followers: { active: number; max: number };
   load: number[];
   memory: { rssBytes: number };
   versions: { ralph: string; node: string; ziti: string; opencode: string };
@@ -41,6 +43,21 @@ async function bodyOf<S extends z.ZodType>(c: Context, schema: S): Promise<z.inf
   return parsed.data;
 }
 
+/**
+ * A stream position (`after` or Last-Event-ID): decimal digits only, and no
+ * later than the newest event, after which a stream would never send one.
+ */
+function positionOf(c: Context, newest: number): number {
+  const header = c.req.header("last-event-id");
+  const [name, raw] = header !== undefined ? ["Last-Event-ID", header] : ["after", c.req.query("after") ?? "0"];
+  const position = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(position <= newest)) {
+    const shown = raw.length > 40 ? `${raw.slice(0, 40)}...` : raw;
+    throw new RpcError("invalid_request", `${name} must be a whole number from 0 to ${newest} (the newest event), not ${JSON.stringify(shown)}`);
+  }
+  return position;
+}
+
 const limitBody = bodyLimit({ maxSize: MAX_BODY, onError: (c) => fail(c, "too_large", `request body over ${MAX_BODY} bytes`) });
 
 /**
@@ -60,6 +77,7 @@ export function controlApi(deps: { manager: LoopManager; store: Store; notifier:
       healthy: true,
       uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
       loops: { active: manager.activeCount(), total: store.countLoops(), max: deps.maxConcurrentLoops },
+      followers: { active: manager.followers(), max: MAX_FOLLOWERS },
       load: loadavg(),
       memory: { rssBytes: process.memoryUsage().rss },
       versions: { ralph: VERSION, node: process.version, ziti: ZITI_VERSION, opencode: await opencodeVersion() },
@@ -109,48 +127,62 @@ export function controlApi(deps: { manager: LoopManager; store: Store; notifier:
   app.get("/events", (c) => {
     const loopId = c.req.query("loop");
     if (loopId) manager.get(loopId);
-    const afterRaw = c.req.header("last-event-id") ?? c.req.query("after") ?? "0";
-    const after = Number(afterRaw);
-    if (!Number.isInteger(after) || after < 0) return fail(c, "invalid_request", `after must be a whole number, not "${afterRaw}"`);
+    const after = positionOf(c, store.newestSeq());
+    const queue: StoredEvent[] = [];
+    let wake: (() => void) | undefined;
+    // Before the stream opens, so that a follower past the cap gets a plain 503.
+    const unfollow = manager.follow((e) => {
+      if (!loopId || e.loopId === loopId) {
+        queue.push(e);
+        wake?.();
+      }
+    });
     return streamSSE(c, async (stream) => {
-      let last = after;
-      const queue: StoredEvent[] = [];
-      let wake: (() => void) | undefined;
-      const onEvent = (e: StoredEvent) => {
-        if (!loopId || e.loopId === loopId) {
-          queue.push(e);
-          wake?.();
-        }
-      };
-      manager.on("event", onEvent);
       stream.onAbort(() => {
-        manager.off("event", onEvent);
+        unfollow();
         wake?.();
       });
-      if (after > 0 && after < store.oldestSeq() - 1) {
-        await stream.writeSSE({ event: "gap", data: JSON.stringify({ message: `events after ${after} are no longer retained; oldest is ${store.oldestSeq()}` }) });
-      }
+      let last = after;
       const send = async (e: StoredEvent) => {
         if (e.seq <= last) return;
         last = e.seq;
         await stream.writeSSE({ id: String(e.seq), data: JSON.stringify({ seq: e.seq, loopId: e.loopId, ...e.event }) });
       };
-      for (let batch = store.eventsAfter(last, loopId); batch.length > 0; batch = store.eventsAfter(last, loopId)) {
-        for (const e of batch) await send(e);
-      }
-      // Tells a reader that only wants the backlog where it ends.
-      await stream.writeSSE({ event: "caught-up", data: JSON.stringify({ seq: last }) });
-      while (!stream.aborted) {
-        while (queue.length > 0) await send(queue.shift()!);
-        await new Promise<void>((r) => {
-          wake = r;
-          setTimeout(r, 10_000);
-        });
-        wake = undefined;
-        if (queue.length === 0 && !stream.aborted) await stream.write(": heartbeat\n\n");
+      // A write to a vanished client throws: its listener goes with it.
+      try {
+        if (after > 0 && after < store.oldestSeq() - 1) {
+          await stream.writeSSE({ event: "gap", data: JSON.stringify({ message: `events after ${after} are no longer retained; oldest is ${store.oldestSeq()}` }) });
+        }
+        for (let batch = store.eventsAfter(last, loopId); batch.length > 0; batch = store.eventsAfter(last, loopId)) {
+          for (const e of batch) await send(e);
+        }
+        // Tells a reader that only wants the backlog where it ends.
+        await stream.writeSSE({ event: "caught-up", data: JSON.stringify({ seq: last }) });
+        while (!stream.aborted) {
+          while (queue.length > 0) await send(queue.shift()!);
+          await new Promise<void>((r) => {
+            wake = r;
+            setTimeout(r, 10_000);
+          });
+          wake = undefined;
+          if (queue.length === 0 && !stream.aborted) await stream.write(": heartbeat\n\n");
+        }
+      } finally {
+        unfollow();
       }
     });
   });
+
+  // A known path asked with a method it does not serve: 405 and the methods it does (HEAD with GET).
+  const methodsOf = new Map<string, Set<string>>();
+  for (const r of app.routes) if (r.method !== "ALL") methodsOf.set(r.path, (methodsOf.get(r.path) ?? new Set()).add(r.method));
+  for (const [path, methods] of methodsOf) {
+    const allow = [...methods, ...(methods.has("GET") ? ["HEAD"] : [])].sort().join(", ");
+    app.all(path, (c) => {
+      c.header("Allow", allow);
+      return fail(c, "method_not_allowed", `${c.req.method} is not allowed on ${c.req.path}: it takes ${allow}`);
+    });
+  }
 
   return app;
 }

@@ -75,7 +75,9 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
   await notifier.close();
   await mgmt.deregisterService(service).catch(() => undefined);
   await host.stop();
+  // Followers' event streams would otherwise keep the process alive until they hang up.
   server?.close();
+  (server as { closeAllConnections?: () => void } | undefined)?.closeAllConnections?.();
   await mgmt.close();
   store.close();
   rmSync(runtimeFile(), { force: true });

@@ -22,6 +22,13 @@ export function summaryOf(row: LoopRow): LoopSummary {
   return rest;
 }
 
+/**
+ * Event-stream followers served at once. Each holds a listener on the
+ * manager, which warns beyond this many: a follower past the cap is refused
+ * as busy, so a warning still means a leak.
+ */
+export const MAX_FOLLOWERS = 64;
+
 interface Running {
   stop: AbortController;
   done: Promise<void>;
@@ -47,6 +54,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     private readonly notifier: Notifier,
   ) {
     super();
+    this.setMaxListeners(MAX_FOLLOWERS);
     this.workspace = new Workspace(config.workspaceDir);
     this.settings = opencodeSettings(config);
   }
@@ -63,6 +71,17 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
 
   activeCount(): number {
     return this.running.size;
+  }
+
+  /** Calls `onEvent` with every event from now on, until the returned function is called; refused as busy at the cap. */
+  follow(onEvent: (e: StoredEvent) => void): () => void {
+    if (this.followers() >= MAX_FOLLOWERS) throw new RpcError("busy", `the daemon already streams events to ${MAX_FOLLOWERS} followers: try again later`);
+    this.on("event", onEvent);
+    return () => this.off("event", onEvent);
+  }
+
+  followers(): number {
+    return this.listenerCount("event");
   }
 
   /** Models and agents loops may use here; asked of opencode at most every 5 minutes. */

@@ -55,7 +55,7 @@ export const LoopSummarySchema = z.object({
 });
 export type LoopSummary = z.infer<typeof LoopSummarySchema>;
 
-export type ErrorCode = "invalid_request" | "not_found" | "conflict" | "busy" | "too_large" | "internal";
+export type ErrorCode = "invalid_request" | "not_found" | "method_not_allowed" | "conflict" | "busy" | "too_large" | "internal";
 export class RpcError extends Error {
   constructor(
     readonly code: ErrorCode,
@@ -65,9 +65,10 @@ export class RpcError extends Error {
     this.name = "RpcError";
   }
 }
-export const httpStatusFor: Record<ErrorCode, 400 | 404 | 409 | 503 | 413 | 500> = {
+export const httpStatusFor: Record<ErrorCode, 400 | 404 | 405 | 409 | 503 | 413 | 500> = {
   invalid_request: 400,
   not_found: 404,
+  method_not_allowed: 405,
   conflict: 409,
   busy: 503,
   too_large: 413,

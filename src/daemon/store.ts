@@ -159,6 +159,11 @@ export class Store {
     return rows.map((r) => ({ seq: r.seq, loopId: r.loopId, event: JSON.parse(r.event) as StoredEvent["event"] }));
   }
 
+  /** The newest seq, 0 before the first event: no stream position may lie beyond it. */
+  newestSeq(): number {
+    return ((this.db.prepare(`SELECT MAX(seq) AS s FROM events`).get() as { s: number | null }).s ?? 0);
+  }
+
   /** The oldest seq still kept: a client asking for older ones has missed events. */
   oldestSeq(): number {
     return ((this.db.prepare(`SELECT MIN(seq) AS s FROM events`).get() as { s: number | null }).s ?? 0);

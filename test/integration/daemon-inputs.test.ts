@@ -1,0 +1,229 @@
+// What the control API and the CLI must refuse or survive, against a real
+// ralphd over a real OpenZiti network: bad event-stream positions, many
+// followers at once, wrong HTTP methods, output to a closed pipe.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { ControlClient } from "../../src/client/connection.js";
+import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
+import { scriptedModelConfig } from "../../src/model/opencode-config.js";
+import { findProcesses } from "../../src/process/proc-scan.js";
+import { waitFor } from "../../src/util/wait.js";
+import { ExitCode } from "../../src/cli/exit-codes.js";
+import { startTestNetwork } from "../support/ziti-network.js";
+import { cli, makeProject, ralph, ralphdScript, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
+import { gitEnv } from "../support/loop-fixtures.js";
+
+let network: Awaited<ReturnType<typeof startTestNetwork>>;
+let model: ScriptedModel;
+let daemon: Awaited<ReturnType<typeof startRalphd>>;
+let client: ControlClient;
+let home: string;
+let project: { repo: string; origin: string };
+let projectRoot: string | undefined;
+/** A loop that has completed, so the daemon has events and `ralph ls` has lines. */
+let doneLoop: string;
+
+async function startLoop(branch: string): Promise<string> {
+  execFileSync("git", ["switch", "-q", branch], { cwd: project.repo });
+  const r = await ralph(home, ["start", "task"], project.repo);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+const waitCompleted = (id: string) =>
+  waitFor(async () => JSON.parse((await ralph(home, ["status", id, "--json"])).stdout).status === "completed", {
+    what: `loop ${id} to complete`,
+    timeoutMs: 180_000,
+    intervalMs: 500,
+  });
+
+before(async () => {
+  Object.assign(process.env, gitEnv);
+  network = await startTestNetwork("ralph-inputs");
+  home = network.home;
+  model = await startScriptedModel({ script: { kind: "ralph-agent" } });
+  const opencodeConfigFile = join(home, "daemon-opencode.json");
+  writeFileSync(opencodeConfigFile, JSON.stringify(scriptedModelConfig(model.baseUrl)));
+  setDaemonConfig(home, { maxConcurrentLoops: 2, opencodeConfigFile });
+  projectRoot = mkdtempSync(join(tmpdir(), "ralph-project-"));
+  project = makeProject(projectRoot, ["ralph/one", "ralph/two"]);
+  daemon = await startRalphd(home);
+  client = await ControlClient.open();
+  doneLoop = await startLoop("ralph/one");
+  await waitCompleted(doneLoop);
+});
+
+after(async () => {
+  await client?.close();
+  if (daemon?.child.exitCode === null) {
+    daemon.child.kill("SIGTERM");
+    await new Promise((r) => daemon.child.once("exit", r));
+  }
+  await model?.close();
+  await network?.stop();
+  if (projectRoot) rmSync(projectRoot, { recursive: true, force: true });
+});
+
+interface Follower {
+  status: number;
+  messages: { event: string; data: string }[];
+  close(): void;
+}
+
+/** Opens GET /events and collects its SSE messages in the background until closed. */
+async function follow(query: string, headers: Record<string, string> = {}): Promise<Follower> {
+  const ctrl = new AbortController();
+  const res = await fetch(`${client.url}/events${query}`, { headers, signal: ctrl.signal });
+  const messages: Follower["messages"] = [];
+  if (res.ok) {
+    void (async () => {
+      let buf = "";
+      for await (const chunk of res.body!) {
+        buf += Buffer.from(chunk).toString("utf8");
+        for (let sep = buf.indexOf("\n\n"); sep >= 0; sep = buf.indexOf("\n\n")) {
+          const lines = buf.slice(0, sep).split("\n");
+          buf = buf.slice(sep + 2);
+          const field = (name: string) => lines.find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2) ?? "";
+          if (field("data")) messages.push({ event: field("event"), data: field("data") });
+        }
+      }
+    })().catch(() => undefined);
+  } else {
+    messages.push({ event: "error", data: await res.text() });
+  }
+  return { status: res.status, messages, close: () => ctrl.abort() };
+}
+
+const caughtUp = (f: Follower) => f.messages.find((m) => m.event === "caught-up");
+
+/** The events a position replays, and the seq the stream says it caught up at. */
+async function replay(query: string, headers: Record<string, string> = {}): Promise<{ seqs: number[]; caughtUpAt: number }> {
+  const f = await follow(query, headers);
+  assert.equal(f.status, 200, f.messages[0]?.data);
+  try {
+    const done = await waitFor(() => caughtUp(f), { what: `caught-up on /events${query}`, timeoutMs: 30_000 });
+    return { seqs: f.messages.filter((m) => !m.event).map((m) => (JSON.parse(m.data) as { seq: number }).seq), caughtUpAt: (JSON.parse(done.data) as { seq: number }).seq };
+  } finally {
+    f.close();
+  }
+}
+
+const health = () => client.call<{ followers: { active: number; max: number } }>("GET", "/health");
+
+test("event-stream positions must be whole numbers up to the newest event; valid ones replay from there", async () => {
+  const newest = (await replay("?after=0")).caughtUpAt;
+  assert.ok(newest > 3, "the completed loop left events");
+  for (const bad of ["1e20", "0x1c", "", "-1", "1.5", "+1", "1 ", String(newest + 1), "9".repeat(30)]) {
+    const ways = [
+      ["after", `?after=${encodeURIComponent(bad)}`, {}],
+      // HTTP trims a header's value, so "1 " arrives as "1".
+      ...(bad === bad.trim() ? [["Last-Event-ID", "?after=0", { "last-event-id": bad }] as const] : []),
+    ] as const;
+    for (const [name, query, headers] of ways) {
+      const f = await follow(query, headers);
+      f.close();
+      assert.equal(f.status, 400, `${name} ${JSON.stringify(bad)} is refused`);
+      const { error } = JSON.parse(f.messages[0]!.data) as { error: { code: string; message: string } };
+      assert.equal(error.code, "invalid_request");
+      assert.equal(error.message, `${name} must be a whole number from 0 to ${newest} (the newest event), not ${JSON.stringify(bad)}`);
+    }
+  }
+  assert.deepEqual(await replay(`?after=${newest}`), { seqs: [], caughtUpAt: newest });
+  assert.deepEqual(await replay(`?after=${newest - 2}`), { seqs: [newest - 1, newest], caughtUpAt: newest });
+  assert.deepEqual(await replay("?after=0", { "last-event-id": String(newest - 1) }), { seqs: [newest], caughtUpAt: newest }, "Last-Event-ID wins over after");
+  assert.deepEqual(await replay(`?after=${newest - 1}&loop=${doneLoop}`), { seqs: [newest], caughtUpAt: newest });
+});
+
+test("many concurrent followers all get live events, print no MaxListeners warning, and leave no listener behind", async () => {
+  const before = await health();
+  const newest = (await replay("?after=0")).caughtUpAt;
+  const followers = await Promise.all(Array.from({ length: 20 }, () => follow(`?after=${newest}`)));
+  try {
+    assert.deepEqual(followers.map((f) => f.status), Array(20).fill(200));
+    await waitFor(() => followers.every(caughtUp), { what: "every follower to catch up", timeoutMs: 30_000 });
+    assert.doesNotMatch(daemon.log(), /MaxListeners/);
+    assert.equal((await health()).followers.active, before.followers.active + 20);
+    const id = await startLoop("ralph/two");
+    const sawLoop = (f: Follower) => f.messages.some((m) => !m.event && (JSON.parse(m.data) as { loopId: string }).loopId === id);
+    await waitFor(() => followers.every(sawLoop), { what: "every follower to get the new loop's live events", timeoutMs: 60_000 });
+    await waitCompleted(id);
+  } finally {
+    for (const f of followers) f.close();
+  }
+  await waitFor(async () => (await health()).followers.active === before.followers.active, { what: "the followers' listeners to be removed", timeoutMs: 60_000, intervalMs: 250 });
+  assert.doesNotMatch(daemon.log(), /MaxListeners/);
+});
+
+test("followers beyond the cap are refused as busy, and the cap frees up when they leave", async () => {
+  const { followers: count } = await health();
+  assert.ok(count.max >= 20, `the cap (${count.max}) leaves room for many followers`);
+  const followers = await Promise.all(Array.from({ length: count.max - count.active }, () => follow("?after=0")));
+  try {
+    assert.ok(followers.every((f) => f.status === 200));
+    const refused = await follow("?after=0");
+    assert.equal(refused.status, 503);
+    assert.match(refused.messages[0]!.data, new RegExp(`"code":"busy".*already streams events to ${count.max} followers`));
+  } finally {
+    for (const f of followers) f.close();
+  }
+  await waitFor(async () => (await health()).followers.active === count.active, { what: "the followers' listeners to be removed", timeoutMs: 60_000, intervalMs: 250 });
+  const welcome = await follow("?after=0");
+  welcome.close();
+  assert.equal(welcome.status, 200, "a follower is welcome again");
+  assert.doesNotMatch(daemon.log(), /MaxListeners/);
+});
+
+test("a wrong method on a known path gets 405 with Allow; unknown paths stay 404", async () => {
+  const cases: [string, string, string][] = [
+    ["DELETE", "/loops", "GET, HEAD, POST"],
+    ["GET", `/loops/${doneLoop}/stop`, "POST"],
+    ["PUT", "/events", "GET, HEAD"],
+    ["POST", "/health", "GET, HEAD"],
+    ["PATCH", `/loops/${doneLoop}`, "GET, HEAD"],
+    ["GET", "/notify/test", "POST"],
+    ["DELETE", `/loops/${doneLoop}/say`, "POST"],
+  ];
+  for (const [method, path, allow] of cases) {
+    const res = await fetch(client.url + path, { method });
+    assert.equal(res.status, 405, `${method} ${path}`);
+    assert.equal(res.headers.get("allow"), allow, `${method} ${path}`);
+    assert.deepEqual(await res.json(), { error: { code: "method_not_allowed", message: `${method} is not allowed on ${path}: it takes ${allow}` } });
+  }
+  for (const method of ["GET", "DELETE"]) {
+    const res = await fetch(`${client.url}/nowhere`, { method });
+    assert.equal(res.status, 404);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, "not_found");
+  }
+  await assert.rejects(client.call("GET", `/loops/${doneLoop}/stop`), (e: Error & { exitCode?: number }) => /GET is not allowed/.test(e.message) && e.exitCode === ExitCode.InvalidInput);
+  const { loops } = await client.call<{ loops: { id: string; status: string }[] }>("GET", "/loops");
+  assert.ok(loops.every((l) => l.status === "completed"), "no refused request changed a loop");
+});
+
+test("output to a closed pipe ends quietly with status 0 and stops the command's dialer", async () => {
+  const sh = (script: string) =>
+    new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile("bash", ["-c", `set -o pipefail; ${script}`], { env: { ...process.env, RALPH_HOME: home } }, (err, _stdout, stderr) =>
+        resolve({ code: (err as { code?: number } | null)?.code ?? 0, stderr }),
+      ),
+    );
+  const ralphCmd = `'${process.execPath}' '${cli}'`;
+  // head -n 0 exits without reading, so the pipe is closed before the first write.
+  for (const script of [
+    `${ralphCmd} ls | head -1`,
+    `${ralphCmd} ls | head -n 0`,
+    `${ralphCmd} ls --json | head -n 0`,
+    `${ralphCmd} logs ${doneLoop} | head -n 0`,
+    `${ralphCmd} --help | head -n 0`,
+    `'${process.execPath}' '${ralphdScript}' check | head -n 0`,
+  ]) {
+    const r = await sh(script);
+    assert.deepEqual(r, { code: 0, stderr: "" }, script);
+  }
+  const dialers = () =>
+    findProcesses((argv) => basename(argv[0] ?? "").startsWith("ralph-ziti-dial") && argv.includes(network.net.clientIdentityFile)).filter((pid) => pid !== client.proxyPid());
+  await waitFor(() => dialers().length === 0, { what: "no dialer left by the commands", timeoutMs: 10_000 });
+});
