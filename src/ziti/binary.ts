@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
@@ -15,14 +15,26 @@ export const ZITI_VERSION = "v1.7.2";
 
 const toolsDir = (): string => join(PACKAGE_ROOT, "tools", "ziti");
 
-/** The client-side dialer is our own source: its cache key is its content (hashed once per process). */
-let dialerHash: string | undefined;
-const dialerKey = (): string =>
-  (dialerHash ??= createHash("sha256")
-    .update(readFileSync(join(toolsDir(), "dialer", "main.go")))
-    .update(readFileSync(join(toolsDir(), "go.sum")))
-    .digest("hex")
-    .slice(0, 12));
+/**
+ * Our own Go programs' cache key is their content: the program's package, the
+ * packages they share (internal/) and the module graph (hashed once per
+ * process).
+ */
+const sourceHashes = new Map<string, string>();
+const sourceKey = (pkgDir: string): string => {
+  let key = sourceHashes.get(pkgDir);
+  if (key) return key;
+  const hash = createHash("sha256");
+  for (const dir of [pkgDir, "internal"]) {
+    const files = readdirSync(join(toolsDir(), dir), { recursive: true, encoding: "utf8" })
+      .filter((f) => f.endsWith(".go"))
+      .sort();
+    for (const f of files) hash.update(`${dir}/${f}\0`).update(readFileSync(join(toolsDir(), dir, f)));
+  }
+  key = hash.update(readFileSync(join(toolsDir(), "go.sum"))).digest("hex").slice(0, 12);
+  sourceHashes.set(pkgDir, key);
+  return key;
+};
 
 interface GoProgram {
   /** What the user sees in progress and errors. */
@@ -52,7 +64,15 @@ const programs = {
     probeArgs: ["-h"],
     pkg: "./dialer",
     ldflags: [],
-    cachePath: () => join(cacheDir(), "ziti", ZITI_VERSION, `ralph-ziti-dial-${dialerKey()}`),
+    cachePath: () => join(cacheDir(), "ziti", ZITI_VERSION, `ralph-ziti-dial-${sourceKey("dialer")}`),
+  },
+  host: {
+    title: "ralph-ziti-host (the daemon's host for its services)",
+    envVar: "RALPH_ZITI_HOST_BIN",
+    probeArgs: ["-h"],
+    pkg: "./host",
+    ldflags: [],
+    cachePath: () => join(cacheDir(), "ziti", ZITI_VERSION, `ralph-ziti-host-${sourceKey("host")}`),
   },
 } satisfies Record<string, GoProgram>;
 
@@ -116,6 +136,9 @@ export const ensureZitiBinary = (opts: EnsureOptions = {}): Promise<string> => e
 
 /** RALPH_ZITI_DIAL_BIN, else the cached build, else builds it now. */
 export const ensureDialerBinary = (opts: EnsureOptions = {}): Promise<string> => ensureProgram(programs.dialer, opts);
+
+/** RALPH_ZITI_HOST_BIN, else the cached build, else builds it now. */
+export const ensureHostBinary = (opts: EnsureOptions = {}): Promise<string> => ensureProgram(programs.host, opts);
 
 async function goBuild(p: GoProgram, target: string, progress: (line: string) => void): Promise<void> {
   const go = await execa("go", ["version"], { reject: false }).catch(() => undefined);

@@ -166,20 +166,22 @@ export class ManagementClient {
   getIdentity = (name: string) => this.findByName<Entity & { enrollment?: { ott?: { jwt?: string } } }>("identities", name);
   getService = (name: string) => this.findByName<Entity>("services", name);
 
-  /** Creates a non-admin identity with a one-time enrolment token. */
-  async createIdentity(name: string, role: "client" | "daemon"): Promise<{ id: string; jwt: string }> {
+  /**
+   * Creates a non-admin identity with a one-time enrolment token that expires
+   * at `expiresAt` (default: in 3 hours). A failure leaves no identity behind.
+   */
+  async createIdentity(name: string, role: "client" | "daemon", expiresAt = new Date(Date.now() + 3 * 3600_000)): Promise<{ id: string; jwt: string; expiresAt: string }> {
     if (await this.findByName("identities", name)) throw new Error(`a Ziti identity named "${name}" already exists: revoke it first or choose another name`);
-    const { id } = await this.request<{ id: string }>("POST", "/identities", {
-      name,
-      type: "Default",
-      isAdmin: false,
-      roleAttributes: [Roles[role]],
-      enrollment: { ott: true },
-    });
-    const created = await this.request<{ enrollment?: { ott?: { jwt?: string } } }>("GET", `/identities/${id}`);
-    const jwt = created.enrollment?.ott?.jwt;
-    if (!jwt) throw new Error(`the controller returned no enrolment token for identity ${name}`);
-    return { id, jwt };
+    const { id } = await this.request<{ id: string }>("POST", "/identities", { name, type: "Default", isAdmin: false, roleAttributes: [Roles[role]] });
+    try {
+      const enrollment = await this.request<{ id: string }>("POST", "/enrollments", { identityId: id, method: "ott", expiresAt: expiresAt.toISOString() });
+      const { jwt } = await this.request<{ jwt?: string }>("GET", `/enrollments/${enrollment.id}`);
+      if (!jwt) throw new Error(`the controller returned no enrolment token for identity ${name}`);
+      return { id, jwt, expiresAt: expiresAt.toISOString() };
+    } catch (err) {
+      await this.request("DELETE", `/identities/${id}`).catch(() => undefined);
+      throw err;
+    }
   }
 
   deleteIdentity = (name: string): Promise<boolean> => this.deleteByName("identities", name);

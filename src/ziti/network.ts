@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync, renameSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { homeDir, ralphHome } from "../config/paths.js";
@@ -84,6 +84,15 @@ function bindToLoopback(home: string): void {
   }
 }
 
+/**
+ * The quickstart writes its PKI keys 0644, guarded only by their directories;
+ * they are made 0600 whenever the network is brought up, in case ziti wrote
+ * them anew.
+ */
+function protectKeys(home: string): void {
+  for (const f of readdirSync(home, { recursive: true, encoding: "utf8" })) if (f.endsWith(".key")) chmodSync(join(home, f), 0o600);
+}
+
 async function startQuickstart(state: NetworkState, progress: (s: string) => void): Promise<number> {
   const ziti = await ensureZitiBinary({ onProgress: progress });
   const p = paths();
@@ -142,18 +151,21 @@ async function ensureIdentity(m: ManagementClient, name: string, role: "daemon" 
   const file = paths().identity(name);
   if (existsSync(file) && (await m.getIdentity(name))) return file;
   await m.deleteIdentity(name);
+  rmSync(file, { force: true });
   await enrollIdentity((await m.createIdentity(name, role)).jwt, file);
   return file;
 }
 
 /**
- * Creates and enrols an identity for another machine: a client that may dial
- * Ralph's services, or the daemon `name` that may bind only its own.
+ * Creates an identity for another machine and returns its one-time
+ * enrolment token: the other machine makes its own key pair when it enrols,
+ * so no private key travels. A client may dial Ralph's services; the daemon
+ * `name` may bind only its own.
  */
-export async function createMachineIdentity(m: ManagementClient, name: string, role: "daemon" | "client", outFile: string): Promise<void> {
-  const { id, jwt } = await m.createIdentity(name, role);
-  await enrollIdentity(jwt, outFile);
+export async function createMachineIdentity(m: ManagementClient, name: string, role: "daemon" | "client", expiresAt?: Date): Promise<{ jwt: string; expiresAt: string }> {
+  const { id, jwt, expiresAt: expires } = await m.createIdentity(name, role, expiresAt);
   if (role === "daemon") await m.ensureDaemonBindPolicy(name, id);
+  return { jwt, expiresAt: expires };
 }
 
 /** Deletes an identity, and the Bind policy that named it; false when there is none. */
@@ -179,6 +191,7 @@ export async function zitiUp(opts: { onProgress?: (line: string) => void } = {})
     state.pid = await startQuickstart(state, progress);
     saveState(state);
   }
+  protectKeys(paths().home);
   const controller = localController(state);
   const m = await ManagementClient.connect(controller);
   try {

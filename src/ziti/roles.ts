@@ -12,6 +12,11 @@ export const Roles = {
 
 export const controlServiceName = (daemonName: string): string => `ralph-control-${daemonName}`;
 export const loopServiceName = (daemonName: string, loopId: string): string => `ralph-loop-${daemonName}-${loopId}`;
+/**
+ * The one service that carries every loop's opencode of daemon `daemonName`:
+ * each loop is an addressable terminator of it, named by the loop's id.
+ */
+export const loopsServiceName = (daemonName: string): string => `ralph-loops-${daemonName}`;
 
 /** The attribute on every service daemon `daemonName` hosts. */
 export const hostedBy = (daemonName: string): string => `ralph-hosted-by-${daemonName}`;

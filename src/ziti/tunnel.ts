@@ -107,6 +107,12 @@ export async function startProxyTunnel(opts: {
   readyTimeoutMs?: number;
   /** Wait for a service that is still being registered, instead of failing after 5 s without it. */
   awaitService?: boolean;
+  /**
+   * Dial only this addressable terminator of the service (a loop's id on the
+   * daemon's loops service). Without awaitService, a dial the controller
+   * answers with "no terminators for instanceId" fails the start at once.
+   */
+  terminator?: string;
 }): Promise<ProxyTunnel> {
   const dialer = await ensureDialerBinary();
   let port: number | undefined;
@@ -122,6 +128,9 @@ export async function startProxyTunnel(opts: {
     }
     if (e.event === "listening" && e.address) port ??= Number(e.address.split(":").pop());
     if (e.event === "fatal") attempt.abort(new Error(`the dialer for ${opts.service} stopped: ${e.message}`));
+    if (e.event === "dial-error" && opts.terminator && !opts.awaitService && /no terminators for instanceId/.test(e.message ?? "")) {
+      attempt.abort(new Error(`${opts.terminator} is not hosted on service ${opts.service} (no terminator of that name): ${e.message}`));
+    }
     if (e.event === "service") {
       clearTimeout(unavailableTimer);
       if (!e.available && !opts.awaitService) {
@@ -149,7 +158,7 @@ export async function startProxyTunnel(opts: {
     return {
       name: "ralph-ziti-dial",
       command: dialer,
-      args: ["-identity", opts.identityFile, "-service", opts.service, "-listen", `127.0.0.1:${port ?? 0}`],
+      args: ["-identity", opts.identityFile, "-service", opts.service, "-listen", `127.0.0.1:${port ?? 0}`, ...(opts.terminator ? ["-terminator", opts.terminator] : [])],
       logFile: opts.logFile,
       onLine,
     };

@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,9 +58,14 @@ after(async () => {
   if (projectRoot) rmSync(projectRoot, { recursive: true, force: true });
 });
 
-/** The client dialers (ralph-ziti-dial) running for a service. */
+/** This test's client dialers (ralph-ziti-dial) running for a service; other suites' have other identities. */
 const dialersOf = (service: string): number[] =>
-  findProcesses((argv) => /ralph-ziti-dial/.test(argv[0] ?? "") && argv.includes("-service") && argv[argv.indexOf("-service") + 1] === service);
+  findProcesses(
+    (argv) =>
+      /ralph-ziti-dial/.test(argv[0] ?? "") &&
+      argv[argv.indexOf("-service") + 1] === service &&
+      (argv[argv.indexOf("-identity") + 1] ?? "").startsWith(home),
+  );
 
 const gitIn = (...args: string[]) => execFileSync("git", args, { cwd: project.repo }).toString().trim();
 
@@ -310,6 +315,27 @@ test("a full daemon and a second loop on a running branch are refused", async ()
   assert.match(full.stderr, /daemon is full \(2 loops running\)/);
   for (const id of [a, b]) assert.equal((await ralph(home, ["stop", id])).code, 0);
   model.setScript({ kind: "ralph-agent" });
+});
+
+test("a laptop enrols with a one-time token, reaches the daemon, and forgets its key with the remote", async () => {
+  const token = join(home, "box.jwt");
+  const created = await ralph(home, ["ziti", "identity", "create", "box-laptop", "--role", "client", "--out", token]);
+  assert.equal(created.code, 0, created.stderr);
+  const added = await ralph(home, ["remote", "add", "box", "--token", token, "--service", "ralph-control-local"]);
+  assert.equal(added.code, 0, added.stderr);
+  assert.match(added.stdout, /remote box added: ralphd local answers \(ralph \d+\.\d+\.\d+\)/);
+  const identityFile = join(home, "client", "identities", "box.json");
+  assert.equal(statSync(identityFile).mode & 0o777, 0o600);
+  assert.equal((await ralph(home, ["ls", "--remote", "box", "--json"])).code, 0);
+  const again = await ralph(home, ["remote", "add", "box", "--token", token]);
+  assert.equal(again.code, ExitCode.InvalidInput, "a remote of that name exists");
+  assert.equal((await ralph(home, ["remote", "rm", "box"])).code, 0);
+  assert.ok(!existsSync(identityFile), "the enrolled identity went with its remote");
+  const reused = await ralph(home, ["remote", "add", "box", "--token", token]);
+  assert.equal(reused.code, ExitCode.InvalidInput);
+  assert.match(reused.stderr, /the controller refused the token: it was already used/);
+  assert.ok(!existsSync(identityFile) && !(await ralph(home, ["remote", "ls"])).stdout.includes("box"), "a refused token leaves no identity and no remote");
+  assert.equal((await ralph(home, ["ziti", "identity", "revoke", "box-laptop"])).code, 0);
 });
 
 test("an identity without a Dial policy cannot reach the control service", async () => {

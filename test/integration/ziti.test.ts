@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createServer as createHttpServer } from "node:http";
 import { connect, createServer, type AddressInfo } from "node:net";
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -15,7 +15,7 @@ import { scriptedModelConfig } from "../../src/model/opencode-config.js";
 import { basicAuth, startOpencodeServer, type OpencodeServer } from "../../src/opencode/server.js";
 import { enrollIdentity } from "../../src/ziti/enroll.js";
 import { ManagementClient } from "../../src/ziti/mgmt.js";
-import { LOCAL_NAME, createMachineIdentity, localManagementClient } from "../../src/ziti/network.js";
+import { LOCAL_NAME, createMachineIdentity, localManagementClient, revokeMachineIdentity } from "../../src/ziti/network.js";
 import { identityIdOf } from "../../src/ziti/identity-file.js";
 import { commandLineOf } from "../../src/process/proc-scan.js";
 import { isLoopbackAddress, listenersOfTree } from "../support/sockets.js";
@@ -149,7 +149,7 @@ test("a daemon identity hosts only its own daemon's services; a client may only 
   const serviceId = (await mgmt.getService(SERVICE))!.id;
   const terminatorsBefore = (await mgmt.terminators(serviceId)).length;
   const otherFile = join(network.home, "other-daemon.json");
-  await createMachineIdentity(mgmt, "other", "daemon", otherFile);
+  await enrollIdentity((await createMachineIdentity(mgmt, "other", "daemon")).jwt, otherFile);
   const otherId = identityIdOf(otherFile);
   extraTunnels.push(await startHostTunnel({ identityFile: otherFile, logFile: join(network.home, "other-host.log") }));
   // Returns once the other daemon's tunneler has bound its own service, so it
@@ -239,9 +239,19 @@ test("nothing of the network, the tunnelers, opencode or the client proxy listen
 const ralphCli = (...args: string[]) => promisify(execFile)(process.execPath, [join(process.cwd(), "dist", "cli", "ralph.js"), ...args], { env: { ...process.env, RALPH_HOME: network.home } });
 
 test("a client identity made with ralph ziti identity create works, and revoking it takes access away", async () => {
+  const token = join(network.home, "laptop.jwt");
+  const created = await ralphCli("ziti", "identity", "create", "laptop", "--role", "client", "--out", token);
+  assert.equal(created.stdout.trim(), token);
+  assert.match(created.stderr, new RegExp(`ralph remote add REMOTE --token ${token} --service ralph-control-local`));
+  assert.equal(statSync(token).mode & 0o777, 0o600, "tokens are private");
+  assert.doesNotMatch(readFileSync(token, "utf8"), /PRIVATE KEY/, "a token, not a key, is what travels");
   const file = join(network.home, "laptop.json");
-  assert.equal((await ralphCli("ziti", "identity", "create", "laptop", "--role", "client", "--out", file)).stdout.trim(), file);
+  assert.equal((await ralphCli("ziti", "enroll", "--token", token, "--out", file)).stdout.trim(), file);
   assert.equal(statSync(file).mode & 0o777, 0o600, "identity files are private");
+  await assert.rejects(ralphCli("ziti", "enroll", "--token", token, "--out", join(network.home, "again.json")), (e: { code: number; stderr: string }) =>
+    e.code === 2 && /enrolment failed: the controller refused the token: it was already used/.test(e.stderr),
+  );
+  assert.ok(!existsSync(join(network.home, "again.json")), "a refused token leaves no identity file");
   const p = await startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "revoked.log") });
   extraTunnels.push(p);
   assert.equal((await fetch(`${p.url}/global/health`, { headers: auth })).status, 200);
@@ -259,6 +269,29 @@ test("a client identity made with ralph ziti identity create works, and revoking
   );
   await assert.rejects(startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "revoked-again.log") }), /controller refused this identity/);
   await assert.rejects(ralphCli("ziti", "identity", "revoke", "laptop"), (e: { code: number; stderr: string }) => e.code === 5 && /no identity named "laptop"/.test(e.stderr));
+});
+
+test("expired, foreign and malformed tokens are refused with the reason, and leave no identity or remote behind", async () => {
+  const out = join(network.home, "never.json");
+  const soon = await mgmt.createIdentity("short-lived", "client", new Date(Date.now() + 2000));
+  const expired = join(network.home, "expired.jwt");
+  writeFileSync(expired, soon.jwt);
+  await waitFor(() => Date.parse(soon.expiresAt) < Date.now(), { what: "the token to expire", timeoutMs: 10_000 });
+  await assert.rejects(ralphCli("ziti", "enroll", "--token", expired, "--out", out), (e: { code: number; stderr: string }) => e.code === 2 && /expired at .*: revoke the identity and create it again/.test(e.stderr));
+  // Same claims, another signature: what a token of another network looks like to this one.
+  const [header, claims] = soon.jwt.split(".");
+  const forged = join(network.home, "forged.jwt");
+  const live = JSON.parse(Buffer.from(claims!, "base64url").toString()) as Record<string, unknown>;
+  writeFileSync(forged, `${header}.${Buffer.from(JSON.stringify({ ...live, exp: Math.floor(Date.now() / 1000) + 3600 })).toString("base64url")}.c2lnbmF0dXJl`);
+  await assert.rejects(ralphCli("ziti", "enroll", "--token", forged, "--out", out), (e: { code: number; stderr: string }) => e.code === 2 && /enrolment failed: /.test(e.stderr) && !e.stderr.includes("c2lnbmF0dXJl"));
+  const notToken = join(network.home, "not-a-token.txt");
+  writeFileSync(notToken, "hello\n");
+  await assert.rejects(ralphCli("ziti", "enroll", "--token", notToken, "--out", out), (e: { code: number; stderr: string }) => e.code === 2 && /is not a one-time enrolment token/.test(e.stderr));
+  await assert.rejects(ralphCli("remote", "add", "box", "--identity", forged), (e: { code: number; stderr: string }) => e.code === 2 && /is a one-time enrolment token, not an enrolled identity: use --token/.test(e.stderr));
+  await assert.rejects(ralphCli("remote", "add", "box", "--token", expired), (e: { code: number }) => e.code === 2);
+  assert.ok(!existsSync(out), "no identity file was written");
+  assert.equal((await ralphCli("remote", "ls", "--json")).stdout.includes('"box"'), false, "no remote was registered");
+  assert.ok(await revokeMachineIdentity(mgmt, "short-lived"));
 });
 
 test("the management client logs in with an admin certificate too, and renews an expired session", async () => {
@@ -320,7 +353,7 @@ test("ralph ziti status and up through the CLI reuse the running network", async
   assert.equal(JSON.parse(down.stdout).running, false);
   await assert.rejects(
     startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: SERVICE, logFile: join(network.home, "down.log") }),
-    /cannot reach the controller at https:\/\/127\.0\.0\.1:\d+: connection refused \(is the network up, and is this its address\?\)/,
+    /cannot reach the controller at https:\/\/127\.0\.0\.1:\d+\S*: connection refused \(is the network up, and is this its address\?\)/,
     "a controller that is down is reported as such, not as a refused identity",
   );
   const again = JSON.parse((await run(process.execPath, [cli, "ziti", "up", "--json"], { env })).stdout) as { pid: number };

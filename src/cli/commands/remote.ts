@@ -1,24 +1,65 @@
 import type { Command } from "commander";
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { withControlClient } from "../../client/connection.js";
 import { readRemotes, upsertRemote, writeRemotes } from "../../client/remotes.js";
+import { homeDir } from "../../config/paths.js";
+import { enrollIdentity } from "../../ziti/enroll.js";
 import { controlServiceName } from "../../ziti/roles.js";
+import { looksLikeToken } from "../../ziti/token.js";
 import { CliError, ExitCode } from "../exit-codes.js";
-import { printJson } from "../output.js";
+import { printJson, style } from "../output.js";
+
+/** An enrolled identity file, or a clear refusal of what it is instead. */
+function checkIdentityFile(file: string): void {
+  if (!existsSync(file)) throw new CliError(`no identity file at ${file}: create a token with 'ralph ziti identity create NAME --role client' on the network's host and use --token`, ExitCode.InvalidInput);
+  const text = readFileSync(file, "utf8");
+  if (looksLikeToken(text)) throw new CliError(`${file} is a one-time enrolment token, not an enrolled identity: use --token ${file} (this machine then makes its own key pair)`, ExitCode.InvalidInput);
+  let identity: { ztAPI?: unknown; id?: { key?: unknown; cert?: unknown; ca?: unknown } } | undefined;
+  try {
+    identity = JSON.parse(text) as typeof identity;
+  } catch {
+    identity = undefined;
+  }
+  if (typeof identity?.ztAPI !== "string" || !identity.id?.key || !identity.id.cert || !identity.id.ca) {
+    throw new CliError(`${file} is not an enrolled Ziti identity (a JSON file with ztAPI and id.key, id.cert, id.ca)`, ExitCode.InvalidInput);
+  }
+}
 
 export function registerRemoteCommands(program: Command): void {
   const remote = program.command("remote").description("Daemons this machine can reach over OpenZiti");
   remote
     .command("add")
-    .description("Register a remote daemon")
+    .description("Register a remote daemon: enrol this machine with a one-time token (--token), or use an identity enrolled before (--identity)")
     .argument("<name>", "a name for it")
-    .requiredOption("--identity <file>", "this machine's enrolled client identity")
+    .option("--token <file>", "one-time enrolment token from 'ralph ziti identity create NAME --role client' ('-' for standard input)")
+    .option("--identity <file>", "this machine's enrolled client identity")
     .option("--service <service>", "the daemon's control service (default: ralph-control-NAME)")
-    .action((name: string, o: { identity: string; service?: string }) => {
-      const identityFile = resolve(o.identity);
-      if (!existsSync(identityFile)) throw new CliError(`no identity file at ${identityFile}: create one with 'ralph ziti identity create NAME --role client' on the network's host`, ExitCode.InvalidInput);
-      upsertRemote(name, { identityFile, service: o.service ?? controlServiceName(name) });
-      process.stdout.write(`remote ${name} added\n`);
+    .action(async (name: string, o: { token?: string; identity?: string; service?: string }) => {
+      if ((o.token === undefined) === (o.identity === undefined)) throw new CliError("give --token FILE (enrol now) or --identity FILE (enrolled before), one of them", ExitCode.InvalidInput);
+      if (readRemotes().remotes[name]) throw new CliError(`a remote named "${name}" exists: 'ralph remote rm ${name}' first, or choose another name`, ExitCode.InvalidInput);
+      const service = o.service ?? controlServiceName(name);
+      if (o.identity !== undefined) {
+        const identityFile = resolve(o.identity);
+        checkIdentityFile(identityFile);
+        upsertRemote(name, { identityFile, service });
+        process.stdout.write(`remote ${name} added\n`);
+        return;
+      }
+      const identityFile = join(homeDir("client", "identities"), `${name}.json`);
+      // A file left by an earlier remote of this name that was removed.
+      rmSync(identityFile, { force: true });
+      await enrollIdentity(readFileSync(o.token === "-" ? 0 : o.token!, "utf8"), identityFile, o.token === "-" ? "standard input" : o.token);
+      upsertRemote(name, { identityFile, service });
+      process.stderr.write(`enrolled: ${identityFile} (its private key was made here)\n`);
+      try {
+        const health = await withControlClient(name, (c) => c.call<{ name: string; versions: { ralph: string } }>("GET", "/health"));
+        process.stdout.write(`remote ${name} added: ralphd ${health.name} answers (ralph ${health.versions.ralph})\n`);
+      } catch (err) {
+        process.stdout.write(`remote ${name} added\n`);
+        process.stderr.write(`${style.yellow("warning:")} ${service} does not answer yet: ${(err as Error).message}\n`);
+        process.exitCode = ExitCode.Unavailable;
+      }
     });
   remote
     .command("ls")
@@ -35,9 +76,12 @@ export function registerRemoteCommands(program: Command): void {
     .argument("<name>")
     .action((name: string) => {
       const file = readRemotes();
-      if (!file.remotes[name]) throw new CliError(`no remote named "${name}"`, ExitCode.NotFound);
+      const gone = file.remotes[name];
+      if (!gone) throw new CliError(`no remote named "${name}"`, ExitCode.NotFound);
       delete file.remotes[name];
       writeRemotes(file);
+      // An identity enrolled for this remote goes with it; one given with --identity stays.
+      if (gone.identityFile === join(homeDir("client", "identities"), `${name}.json`)) rmSync(gone.identityFile, { force: true });
       process.stdout.write(`remote ${name} removed\n`);
     });
 }

@@ -1,10 +1,21 @@
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { homeDir } from "../../config/paths.js";
-import { ensureDialerBinary, ensureZitiBinary, ZITI_VERSION } from "../../ziti/binary.js";
-import { createMachineIdentity, localManagementClient, revokeMachineIdentity, zitiDown, zitiStatus, zitiUp } from "../../ziti/network.js";
+import { ensureDialerBinary, ensureHostBinary, ensureZitiBinary, ZITI_VERSION } from "../../ziti/binary.js";
+import { enrollIdentity } from "../../ziti/enroll.js";
+import { createMachineIdentity, LOCAL_NAME, localManagementClient, revokeMachineIdentity, zitiDown, zitiStatus, zitiUp } from "../../ziti/network.js";
+import { controlServiceName } from "../../ziti/roles.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
+
+/** "30m", "3h", "2d" as milliseconds, at most 30 days. */
+export function parseDuration(v: string): number {
+  const m = /^(\d+)([mhd])$/.exec(v.trim());
+  const ms = m ? Number(m[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "m" | "h" | "d"] : NaN;
+  if (!(ms > 0) || ms > 30 * 86_400_000) throw new InvalidArgumentError("give a duration such as 30m, 3h or 2d, at most 30d");
+  return ms;
+}
 
 const progress = (line: string) => process.stderr.write(`${style.dim("==>")} ${line}\n`);
 
@@ -13,9 +24,9 @@ export function registerZitiCommands(program: Command): void {
 
   ziti
     .command("install")
-    .description(`Build (once, cached) or locate ziti ${ZITI_VERSION} and the client's dialer; RALPH_ZITI_BIN and RALPH_ZITI_DIAL_BIN override`)
+    .description(`Build (once, cached) or locate ziti ${ZITI_VERSION} the client's dialer and the daemon's host; RALPH_ZITI_BIN, RALPH_ZITI_DIAL_BIN and RALPH_ZITI_HOST_BIN override`)
     .action(async () => {
-      for (const ensure of [ensureZitiBinary, ensureDialerBinary]) process.stdout.write(`${await ensure({ onProgress: progress })}\n`);
+      for (const ensure of [ensureZitiBinary, ensureDialerBinary, ensureHostBinary]) process.stdout.write(`${await ensure({ onProgress: progress })}\n`);
     });
 
   ziti
@@ -58,24 +69,46 @@ export function registerZitiCommands(program: Command): void {
   const identity = ziti.command("identity").description("Give other machines access, or take it away");
   identity
     .command("create")
-    .description("Create and enrol an identity for another machine: a client that may dial every daemon, or the daemon NAME that may host only its own services")
+    .description(
+      "Create an identity for another machine and write its one-time enrolment token: a client that may dial every daemon, or the daemon NAME that may host only its own services. The other machine enrols with the token and makes its own key pair",
+    )
     .argument("<name>", "identity name (for a daemon: the name in its config)")
     .addOption(new Option("--role <role>", "what it may do").choices(["client", "daemon"]).makeOptionMandatory())
-    .option("--out <file>", "where to write the enrolled identity (mode 0600)")
-    .action(async (name: string, o: { role: "client" | "daemon"; out?: string }) => {
-      const out = resolve(o.out ?? join(homeDir("ziti", "identities"), `${name}.json`));
+    .option("--out <file>", "where to write the token (mode 0600; default RALPH_HOME/ziti/tokens/NAME.jwt)")
+    .option("--print", "print the token on standard output instead of writing a file")
+    .option("--expires <duration>", "how long the token may be used, e.g. 30m, 3h, 2d (at most 30d)", parseDuration, 3 * 3600_000)
+    .option("--json", "print the result as JSON")
+    .action(async (name: string, o: { role: "client" | "daemon"; out?: string; print?: boolean; expires: number; json?: boolean }) => {
+      if (o.print && o.out) throw new CliError("--print and --out exclude each other", ExitCode.InvalidInput);
+      const out = o.print ? undefined : resolve(o.out ?? join(homeDir("ziti", "tokens"), `${name}.jwt`));
+      if (out && existsSync(out)) throw new CliError(`${out} already exists: choose another --out, or remove it first`, ExitCode.InvalidInput);
       const m = await localManagementClient();
+      let token: { jwt: string; expiresAt: string };
       try {
-        await createMachineIdentity(m, name, o.role, out);
+        token = await createMachineIdentity(m, name, o.role, new Date(Date.now() + o.expires));
       } finally {
         await m.close();
       }
-      process.stdout.write(`${out}\n`);
-      process.stderr.write(
+      if (out) writeFileSync(out, token.jwt + "\n", { mode: 0o600 });
+      const where = out ?? "TOKEN_FILE";
+      const next =
         o.role === "client"
-          ? `copy it to the other machine and run there: ralph remote add DAEMON --identity FILE\n`
-          : `copy it to the daemon's machine; its config needs "name": "${name}" and "identityFile" pointing at it\n`,
-      );
+          ? `ralph remote add REMOTE --token ${where} --service ${controlServiceName(LOCAL_NAME)}`
+          : `ralph ziti enroll --token ${where} --out identity.json   (then name "${name}" and that identityFile in its daemon config)`;
+      if (o.json) return printJson({ name, role: o.role, expiresAt: token.expiresAt, ...(out ? { tokenFile: out } : { token: token.jwt }), next });
+      if (o.print) process.stdout.write(`${token.jwt}\n`);
+      else process.stdout.write(`${out}\n`);
+      process.stderr.write(`one-time token for ${name}, valid until ${token.expiresAt}; move it to the other machine (it is a secret until used) and run there:\n  ${next}\n`);
+    });
+  ziti
+    .command("enroll")
+    .description("Enrol this machine with a one-time token: the key pair is made here and never leaves it")
+    .requiredOption("--token <file>", "the token file, or - for standard input")
+    .requiredOption("--out <file>", "where to write the enrolled identity (mode 0600)")
+    .action(async (o: { token: string; out: string }) => {
+      const out = resolve(o.out);
+      await enrollIdentity(readFileSync(o.token === "-" ? 0 : o.token, "utf8"), out, o.token === "-" ? "standard input" : o.token);
+      process.stdout.write(`${out}\n`);
     });
   identity
     .command("revoke")

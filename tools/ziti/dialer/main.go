@@ -5,13 +5,15 @@
 // listens on every interface (0.0.0.0) with no option to change it, which
 // would expose a remote daemon's control API to the local network.
 //
+// With -terminator ID it dials only that addressable terminator of the
+// service (a loop's opencode on the daemon's loops service).
+//
 // It reports on stdout, one JSON object per line: "listening" (with the
 // address), "service" (whether the identity may dial it), "dial-error", and
 // "fatal" before exiting non-zero.
 package main
 
 import (
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -19,16 +21,23 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/openziti/sdk-golang/ziti"
+
+	"ralph-remote/ziti-build/internal/zitilogin"
 )
 
 var out = json.NewEncoder(os.Stdout)
 var outLock sync.Mutex
+
+// dialLock serialises dials. With the API-session login, two first dials at
+// once each opened a connection to the router, and the SDK closed one of
+// them while a circuit used it ("mux is closed"): measured, 5 parallel
+// requests on a fresh dialer failed every few runs. A dial takes ~10 ms.
+var dialLock sync.Mutex
 
 func report(event string, fields map[string]any) {
 	fields["event"] = event
@@ -42,54 +51,16 @@ func fatal(message string, err error) {
 	os.Exit(2)
 }
 
-// dieWithParent ends this process when the process that started it dies,
-// however it dies: the kernel sends SIGKILL, so no handler is involved.
-func dieWithParent() {
-	parent := os.Getppid()
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0); errno != 0 {
-		fatal("cannot ask to die with the parent process", errno)
-	}
-	// The parent may have died before the request above.
-	if os.Getppid() != parent || parent == 1 {
-		os.Exit(3)
-	}
-}
-
-// loginError names the real cause of a failed login and what to do about it.
-func loginError(controller string, err error) string {
-	var hostErr x509.HostnameError
-	var authorityErr x509.UnknownAuthorityError
-	var certErr *x509.CertificateInvalidError
-	text := err.Error()
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(text, "connection refused"):
-		return "cannot reach the controller at " + controller + ": connection refused (is the network up, and is this its address?)"
-	case errors.As(err, &hostErr):
-		names := append(append([]string{}, hostErr.Certificate.DNSNames...), ipStrings(hostErr.Certificate.IPAddresses)...)
-		return "the controller's certificate is not valid for the name in this identity (" + hostErr.Host + "); it names " + strings.Join(names, ", ") + ": the network advertises another address, so enrol an identity for it"
-	case errors.As(err, &authorityErr) || errors.As(err, &certErr):
-		return "the controller at " + controller + " has a certificate this identity does not trust: it belongs to another network"
-	case errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(text, "timeout") || strings.Contains(text, "deadline exceeded"):
-		return "no answer from the controller at " + controller + " (is the address reachable from here?)"
-	case strings.Contains(text, "UNAUTHORIZED") || strings.Contains(text, "401") || strings.Contains(text, "INVALID_AUTH") || strings.Contains(text, "certificate required"):
-		return "the controller refused this identity: it was revoked, or it belongs to another network"
-	default:
-		return "cannot log in to the controller at " + controller
-	}
-}
-
-func ipStrings(ips []net.IP) []string {
-	out := make([]string, 0, len(ips))
-	for _, ip := range ips {
-		out = append(out, ip.String())
-	}
-	return out
-}
-
 func main() {
-	dieWithParent()
+	if err := zitilogin.DieWithParent(); err != nil {
+		if errors.Is(err, zitilogin.ErrParentGone) {
+			os.Exit(3)
+		}
+		fatal("cannot start", err)
+	}
 	identity := flag.String("identity", "", "enrolled identity file (JSON)")
 	service := flag.String("service", "", "service to dial")
+	terminator := flag.String("terminator", "", "dial only this addressable terminator of the service (its instance id)")
 	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
 	flag.Parse()
 	if *identity == "" || *service == "" {
@@ -101,32 +72,15 @@ func main() {
 		os.Exit(64)
 	}
 
-	cfg, err := ziti.NewConfigFromFile(*identity)
+	ctx, err := zitilogin.Login(*identity)
 	if err != nil {
-		fatal("cannot load identity "+*identity, err)
-	}
-	// Without a control connection to the router, the host's close of a
-	// circuit was not passed on here and a stream that ends by closing
-	// stalled. A single default connection keeps flow control in the router:
-	// with more, the SDK takes it over, and in this release that could stall
-	// the hosting side once clients aborted streams (both measured).
-	cfg.MaxControlConnections = 1
-	cfg.MaxDefaultConnections = 1
-	ctx, err := ziti.NewContext(cfg)
-	if err != nil {
-		fatal("cannot create a Ziti context", err)
+		var failure *zitilogin.LoginFailure
+		if errors.As(err, &failure) {
+			fatal(failure.Message, failure.Err)
+		}
+		fatal("cannot log in", err)
 	}
 	defer ctx.Close()
-	// The SDK's default OIDC login runs a local HTTP server on every
-	// interface for the length of the login; the API-session login opens none.
-	impl, ok := ctx.(*ziti.ContextImpl)
-	if !ok {
-		fatal("unexpected Ziti context", errors.New("not a *ziti.ContextImpl"))
-	}
-	impl.CtrlClt.SetUseOidc(false)
-	if err := ctx.Authenticate(); err != nil {
-		fatal(loginError(cfg.ZtAPI, err), err)
-	}
 
 	ln, err := net.Listen("tcp4", *listen)
 	if err != nil {
@@ -150,7 +104,7 @@ func main() {
 			}
 			fatal("accept failed", err)
 		}
-		go forward(ctx, *service, conn)
+		go forward(ctx, *service, *terminator, conn)
 	}
 }
 
@@ -173,9 +127,12 @@ func watchService(ctx ziti.Context, service string) {
 	}
 }
 
-func forward(ctx ziti.Context, service string, conn net.Conn) {
+func forward(ctx ziti.Context, service, terminator string, conn net.Conn) {
 	defer conn.Close()
-	zconn, err := ctx.DialWithOptions(service, &ziti.DialOptions{ConnectTimeout: 10 * time.Second})
+	// An empty Identity lets the router pick any terminator of the service.
+	dialLock.Lock()
+	zconn, err := ctx.DialWithOptions(service, &ziti.DialOptions{ConnectTimeout: 10 * time.Second, Identity: terminator})
+	dialLock.Unlock()
 	if err != nil {
 		report("dial-error", map[string]any{"message": err.Error()})
 		return
