@@ -1,9 +1,9 @@
 import { existsSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { CliError, ExitCode } from "../cli/exit-codes.js";
 import type { LoopSummary } from "../daemon/rpc.js";
-import { PrdError, loadPrd } from "../prd/prd.js";
+import { openTask } from "../loop/engine.js";
 import type { ControlClient } from "./connection.js";
 
 const git = async (cwd: string, args: string[]) => {
@@ -23,15 +23,13 @@ export async function startRemoteLoop(
   const taskDir = resolve(opts.taskDir);
   const prdFile = join(taskDir, "prd.json");
   if (!existsSync(prdFile)) throw new CliError(`no prd.json in ${taskDir}`, ExitCode.InvalidInput);
-  let prd;
-  try {
-    prd = loadPrd(prdFile);
-  } catch (err) {
-    throw new CliError((err as PrdError).message, ExitCode.InvalidInput);
-  }
-  const root = await git(taskDir, ["rev-parse", "--show-toplevel"]);
-  if (await git(root, ["status", "--porcelain", "--", prdFile])) {
-    throw new CliError(`${prdFile} has uncommitted changes: commit it, the daemon works from what is pushed`, ExitCode.InvalidInput);
+  // A malformed PRD, a file leading out of the repository, or no repository at all.
+  const task = await openTask(taskDir).catch((err: unknown) => {
+    throw new CliError((err as Error).message, ExitCode.InvalidInput);
+  });
+  const { prd, repoDir: root } = task;
+  if (await git(root, ["status", "--porcelain", "--", task.prdFile])) {
+    throw new CliError(`${task.prdFile} has uncommitted changes: commit it, the daemon works from what is pushed`, ExitCode.InvalidInput);
   }
   const origin = opts.origin ?? (await git(root, ["remote", "get-url", "origin"]));
   if (origin.startsWith("-")) throw new CliError(`origin "${origin}" could be read as a git option`, ExitCode.InvalidInput);
@@ -51,7 +49,7 @@ export async function startRemoteLoop(
   const res = await client.call<{ loop: LoopSummary }>("POST", "/loops", {
     origin,
     branch,
-    taskDir: relative(root, taskDir) || ".",
+    taskDir: task.rel,
     ...(opts.maxIterations ? { maxIterations: opts.maxIterations } : {}),
     ...(opts.model ? { model: opts.model } : {}),
     ...(opts.maxCostUsd !== undefined ? { maxCostUsd: opts.maxCostUsd } : {}),

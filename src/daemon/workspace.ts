@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, realpathSync } from "node:fs";
-import { isAbsolute, join, normalize, relative, sep } from "node:path";
+import { existsSync, lstatSync, mkdirSync } from "node:fs";
+import { isAbsolute, join, normalize, sep } from "node:path";
 import { execa } from "execa";
+import { ContainmentError, containedDir } from "../loop/contained.js";
+import { isBranchName } from "../loop/git.js";
 import { RpcError } from "./rpc.js";
 
 // Only these transports: no ext::, fd::, or other helpers that run commands.
@@ -21,8 +23,7 @@ export function validateOrigin(origin: string): void {
 }
 
 export async function validateBranch(branch: string): Promise<void> {
-  const r = await execa("git", ["check-ref-format", "--branch", branch], { reject: false });
-  if (branch.startsWith("-") || r.exitCode !== 0) throw new RpcError("invalid_request", `branch "${branch}" is not a valid git branch name`);
+  if (!(await isBranchName(branch))) throw new RpcError("invalid_request", `branch "${branch}" is not a valid git branch name`);
 }
 
 /** A task dir relative to the repo that stays inside it. */
@@ -34,14 +35,20 @@ export function validateTaskDir(taskDir: string): string {
   return n;
 }
 
-/** After checkout: symlinks must not lead the task dir out of the worktree. */
+/**
+ * After checkout: the task dir inside the worktree, no symlink leading it out.
+ * The loop resolves each file in it the same way when it reads or writes it.
+ */
 export function resolveTaskDirIn(worktree: string, taskDir: string): string {
-  const full = join(worktree, taskDir);
-  if (!existsSync(join(full, "prd.json"))) throw new RpcError("invalid_request", `no prd.json at ${taskDir} on the branch: push the PRD first`);
-  const real = realpathSync(full);
-  const rel = relative(realpathSync(worktree), real);
-  if (rel.startsWith("..") || isAbsolute(rel)) throw new RpcError("invalid_request", `taskDir "${taskDir}" resolves outside the repository`);
-  return real;
+  try {
+    const dir = containedDir(worktree, taskDir);
+    lstatSync(join(dir, "prd.json"));
+    return dir;
+  } catch (err) {
+    if (err instanceof ContainmentError) throw new RpcError("invalid_request", err.message);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new RpcError("invalid_request", `no prd.json at ${taskDir} on the branch: push the PRD first`);
+    throw err;
+  }
 }
 
 /** One bare mirror per origin; a fresh worktree per loop. */

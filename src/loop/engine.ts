@@ -1,12 +1,13 @@
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { homeDir } from "../config/paths.js";
-import { allPass, loadPrd, nextStory, storyCounts } from "../prd/prd.js";
+import { PrdError, allPass, loadPrd, nextStory, storyCounts, type Prd } from "../prd/prd.js";
 import { startOpencodeServer, type OpencodeServer } from "../opencode/server.js";
 import { runTurn, type PermissionPolicy, type TurnResult } from "../opencode/session.js";
 import { sleep } from "../util/wait.js";
 import { stamp, type IterationOutcome, type LoopEvent, type LoopStatus } from "./events.js";
 import { addUsage, budgetHit, describeBudgetHit, emptyUsage, type Budget, type Usage } from "./usage.js";
-import { ensureBranch, headCommit, repoRoot } from "./git.js";
+import { ContainmentError, locateTaskDir } from "./contained.js";
+import { ensureBranch, headCommit } from "./git.js";
 import { appendProgressRecord } from "./progress.js";
 import { buildPrompt, loadTemplate } from "./prompt.js";
 
@@ -87,24 +88,34 @@ function privateServerStarter(runDir: string): (repoDir: string) => Promise<Open
 const DEFAULT_STALL_MS = 5 * 60_000;
 
 /**
+ * The task dir inside its repository (opts.repoDir, else the one around it)
+ * and its validated PRD. Every file of the task is read and written only
+ * inside that repository: a symlink leading out is a ContainmentError.
+ */
+export async function openTask(taskDir: string, repoDir?: string): Promise<{ repoDir: string; rel: string; taskDir: string; prdFile: string; prd: Prd }> {
+  const { root, rel } = await locateTaskDir(taskDir, repoDir);
+  const prdFile = join(root, rel, "prd.json");
+  return { repoDir: root, rel, taskDir: join(root, rel), prdFile, prd: loadPrd(prdFile, root) };
+}
+
+/**
  * The Ralph loop: one fresh opencode session per iteration until every story
  * passes (read from the file, never from the model's words), the budget is
  * spent, failures pile up, or the signal stops it. opencode never outlives it.
  */
 export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
   const t0 = Date.now();
-  const taskDir = resolve(opts.taskDir);
-  const prdFile = join(taskDir, "prd.json");
-  const progressFile = join(taskDir, "progress.txt");
   const emit = (e: Parameters<typeof stamp>[0]) => opts.onEvent?.(stamp(e));
   const maxFailures = opts.maxConsecutiveFailures ?? 3;
   const backoffBase = opts.backoffBaseMs ?? 2000;
   const budget = opts.budget ?? {};
 
-  let prd = loadPrd(prdFile);
-  const repoDir = opts.repoDir ? resolve(opts.repoDir) : await repoRoot(taskDir);
+  const task = await openTask(opts.taskDir, opts.repoDir);
+  const { repoDir, taskDir, prdFile } = task;
+  const progressFile = join(taskDir, "progress.txt");
+  let prd = task.prd;
   await ensureBranch(repoDir, prd.branchName);
-  const template = loadTemplate(taskDir);
+  const template = loadTemplate(taskDir, repoDir);
   emit({ type: "run.started", ...(opts.run ? { runId: opts.run.id } : {}), taskDir, branch: prd.branchName, ...storyCounts(prd), maxIterations: opts.maxIterations, budget });
 
   const startServer = opts.startServer ?? privateServerStarter(opts.run?.dir ?? homeDir("runs", `${Date.now()}-${process.pid}`));
@@ -168,19 +179,28 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
         });
       } catch (err) {
         if (opts.signal?.aborted) return await finish("stopped", "stopped by request");
+        if (err instanceof ContainmentError) return await finish("failed", err.message);
         turn = { kind: "error", message: (err as Error).message, usage: emptyUsage() };
       }
       usage = addUsage(usage, turn.usage);
       if (turn.kind === "aborted") return await finish("stopped", "stopped by request");
       if (turn.kind === "stalled") emit({ type: "loop.stalled", iteration, idleSeconds: Math.round(turn.idleMs / 1000) });
       cutShort = turn.kind === "interrupted";
-      prd = loadPrd(prdFile);
-      const counts = storyCounts(prd);
-      const outcome = outcomeOf(turn, counts.passed > before);
       const committed = (await headCommit(repoDir)) !== headBefore;
       const durationMs = Date.now() - started;
       const error = errorOf(turn);
-      appendProgressRecord(progressFile, { iteration, storyId: story?.id, outcome, durationMs, ...counts, error });
+      let outcome: IterationOutcome;
+      let counts: ReturnType<typeof storyCounts>;
+      try {
+        // The agent may have broken the PRD, or swapped it or the log for a symlink leading out.
+        prd = loadPrd(prdFile, repoDir);
+        counts = storyCounts(prd);
+        outcome = outcomeOf(turn, counts.passed > before);
+        appendProgressRecord(repoDir, progressFile, { iteration, storyId: story?.id, outcome, durationMs, ...counts, error });
+      } catch (err) {
+        if (err instanceof ContainmentError || err instanceof PrdError) return await finish("failed", `after iteration ${iteration}: ${err.message}`);
+        throw err;
+      }
       emit({ type: "iteration.ended", iteration, outcome, durationMs, storyId: story?.id, ...counts, committed, ...(error ? { error } : {}), usage: turn.usage, totalUsage: usage });
       await opts.afterIteration?.({ iteration, committed, outcome });
 

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { execa } from "execa";
 
 async function git(repoDir: string, args: string[]): Promise<string> {
@@ -16,12 +19,31 @@ export async function isDirty(repoDir: string): Promise<boolean> {
 }
 
 /**
+ * Whether `branch` is a plain branch name. git checks it in an empty directory
+ * that no repository encloses: inside one it would expand "@{-1}" or
+ * "@{upstream}" to another branch and call that valid.
+ */
+export async function isBranchName(branch: string): Promise<boolean> {
+  if (branch.startsWith("-")) return false;
+  const neutral = mkdtempSync(join(tmpdir(), "ralph-ref-"));
+  try {
+    const r = await execa("git", ["check-ref-format", "--branch", branch], {
+      cwd: neutral,
+      reject: false,
+      env: { GIT_DIR: undefined, GIT_WORK_TREE: undefined, GIT_CEILING_DIRECTORIES: dirname(neutral) },
+    });
+    return r.exitCode === 0 && r.stdout.trim() === branch;
+  } finally {
+    rmSync(neutral, { recursive: true, force: true });
+  }
+}
+
+/**
  * Puts the repo on `branch`, creating it from the current branch when
  * missing. Never switches away from uncommitted work.
  */
 export async function ensureBranch(repoDir: string, branch: string): Promise<void> {
-  const ok = await execa("git", ["check-ref-format", "--branch", branch], { cwd: repoDir, reject: false });
-  if (ok.exitCode !== 0 || branch.startsWith("-")) throw new Error(`branchName "${branch}" is not a valid git branch name; fix it in prd.json`);
+  if (!(await isBranchName(branch))) throw new Error(`branchName "${branch}" is not a valid git branch name; fix it in prd.json`);
   if ((await currentBranch(repoDir)) === branch) return;
   if (await isDirty(repoDir)) {
     throw new Error(`the working tree in ${repoDir} has uncommitted changes; commit or stash them before the loop switches to branch ${branch}`);

@@ -1,8 +1,9 @@
-import { appendFileSync } from "node:fs";
+import { appendContained } from "./contained.js";
 import type { IterationOutcome } from "./events.js";
 
-/** The loop's own record of an iteration, distinct from the agent's notes. */
+/** The loop's own record of an iteration, distinct from the agent's notes; `file` must stay inside `root`. */
 export function appendProgressRecord(
+  root: string,
   file: string,
   r: { iteration: number; storyId?: string; outcome: IterationOutcome; durationMs: number; passed: number; total: number; error?: string },
 ): void {
@@ -15,5 +16,5 @@ export function appendProgressRecord(
     `stories ${r.passed}/${r.total}`,
     ...(r.error ? [`error: ${r.error}`] : []),
   ].join(" | ");
-  appendFileSync(file, line + "\n");
+  appendContained(root, file, line + "\n");
 }

@@ -1,6 +1,6 @@
-import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Prd } from "../prd/prd.js";
+import { readContained } from "./contained.js";
 
 /** The line that names the PRD file; the scripted model finds it there too. */
 export const PRD_MARKER = "PRD file:";
@@ -36,9 +36,9 @@ export interface PromptInput {
   guidance?: string[];
 }
 
-export function loadTemplate(taskDir: string): string {
-  const custom = join(taskDir, "prompt.md");
-  return existsSync(custom) ? readFileSync(custom, "utf8") : DEFAULT_TEMPLATE;
+/** `root`: the repository, which prompt.md must not lead out of. */
+export function loadTemplate(taskDir: string, root = taskDir): string {
+  return readContained(root, join(taskDir, "prompt.md"))?.toString("utf8") ?? DEFAULT_TEMPLATE;
 }
 
 export function buildPrompt(template: string, input: PromptInput): string {
@@ -53,7 +53,7 @@ export function buildPrompt(template: string, input: PromptInput): string {
   if (input.guidance?.length) {
     parts.push(`## Guidance from the loop's owner, sent while the loop ran (it takes precedence over the notes above)\n${input.guidance.map((g) => g.trim()).join("\n\n---\n\n")}`);
   }
-  const agentsFile = join(input.repoDir, "AGENTS.md");
-  if (existsSync(agentsFile)) parts.push(`## AGENTS.md\n${readFileSync(agentsFile, "utf8").trim()}`);
+  const agents = readContained(input.repoDir, "AGENTS.md");
+  if (agents) parts.push(`## AGENTS.md\n${agents.toString("utf8").trim()}`);
   return parts.join("\n\n");
 }

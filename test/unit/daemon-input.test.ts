@@ -1,12 +1,13 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadDaemonConfig } from "../../src/daemon/config.js";
 import { opencodeSettings, readEnvFile } from "../../src/daemon/opencode-settings.js";
 import { RpcError } from "../../src/daemon/rpc.js";
-import { validateOrigin, validateTaskDir } from "../../src/daemon/workspace.js";
+import { resolveTaskDirIn, validateBranch, validateOrigin, validateTaskDir } from "../../src/daemon/workspace.js";
 
 const dir = mkdtempSync(join(tmpdir(), "ralph-daemon-input-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -14,7 +15,6 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const base = {
   name: "box",
   identityFile: "/id.json",
-  controller: { url: "https://127.0.0.1:1280", caFile: "/ca.pem", auth: { method: "password", username: "admin", passwordFile: "/pw" } },
   workspaceDir: "/ws",
 };
 const configFile = (value: unknown) => {
@@ -27,7 +27,6 @@ test("a daemon config gets its defaults", () => {
   const c = loadDaemonConfig(configFile(base));
   assert.equal(c.maxConcurrentLoops, 4);
   assert.equal(c.loopTimeLimitSeconds, 24 * 3600);
-  assert.equal(c.hostTunneler, "ziti");
 });
 
 test("a misspelt or missing daemon setting is refused by name, not ignored", () => {
@@ -64,4 +63,44 @@ test("origins that could run commands or read as options are refused", () => {
 test("a task dir must stay inside the repository", () => {
   assert.equal(validateTaskDir("tasks/a/../b"), "tasks/b");
   for (const bad of ["..", "../x", "a/../../x", "/etc"]) assert.throws(() => validateTaskDir(bad), /leaves the repository/, bad);
+});
+
+test("branch names are checked as plain names, never expanded by a repository around ralphd", async () => {
+  // ralphd inside a repository where "@{-1}" and "@{upstream}" mean something.
+  const repo = join(dir, "cwd-repo");
+  const git = (...args: string[]) => execFileSync("git", ["-c", "user.name=T", "-c", "user.email=t@localhost", ...args], { cwd: repo, stdio: "pipe" }).toString().trim();
+  mkdirSync(repo);
+  git("init", "-q", "-b", "main");
+  git("commit", "-q", "--allow-empty", "-m", "init");
+  git("switch", "-q", "-c", "other");
+  git("switch", "-q", "main");
+  git("branch", "-q", "--set-upstream-to", "other");
+  assert.equal(git("check-ref-format", "--branch", "@{-1}"), "other", "git itself expands it here");
+  const cwd = process.cwd();
+  process.chdir(repo);
+  try {
+    for (const ok of ["main", "ralph/feature-1", "a.b"]) await validateBranch(ok);
+    for (const bad of ["@{-1}", "@{upstream}", "@{u}", "main@{1}", "@{push}", "-", "-f", "HEAD", "a..b", "x.lock", "", " main"]) {
+      await assert.rejects(validateBranch(bad), (e: unknown) => e instanceof RpcError && e.code === "invalid_request" && /not a valid git branch name/.test(e.message), JSON.stringify(bad));
+    }
+  } finally {
+    process.chdir(cwd);
+  }
+});
+
+test("after checkout, a task dir or prd.json that leads out of the worktree is refused by name", () => {
+  const worktree = join(dir, "worktree");
+  const outside = join(dir, "outside");
+  mkdirSync(join(worktree, "task"), { recursive: true });
+  mkdirSync(outside);
+  writeFileSync(join(outside, "prd.json"), "root:x:0:0:DAEMON-TEST-SECRET");
+  symlinkSync(outside, join(worktree, "linked"));
+  const refused = (taskDir: string, name: string) =>
+    assert.throws(() => resolveTaskDirIn(worktree, taskDir), (e: unknown) => e instanceof RpcError && e.code === "invalid_request" && e.message.startsWith(`${name} leads outside the repository`) && !e.message.includes("SECRET"));
+  refused("linked", "linked");
+  assert.throws(() => resolveTaskDirIn(worktree, "task"), /no prd\.json at task on the branch/);
+  symlinkSync(join(outside, "prd.json"), join(worktree, "task", "prd.json"));
+  // The dir itself is fine; the loop refuses the file when it reads it.
+  assert.equal(resolveTaskDirIn(worktree, "task"), realpathSync(join(worktree, "task")));
+  assert.equal(readFileSync(join(outside, "prd.json"), "utf8"), "root:x:0:0:DAEMON-TEST-SECRET");
 });

@@ -1,12 +1,13 @@
 import { Command, InvalidArgumentError } from "commander";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { runLoop, type LoopResult } from "../../loop/engine.js";
+import { ContainmentError } from "../../loop/contained.js";
+import { openTask, runLoop, type LoopResult } from "../../loop/engine.js";
 import type { LoopEvent, LoopStatus } from "../../loop/events.js";
 import { registerLocalRun } from "../../loop/local-runs.js";
 import { describeBudgetHit, formatCost, formatUsage } from "../../loop/usage.js";
 import { opencodeBinary } from "../../opencode/binary.js";
-import { PrdError, loadPrd } from "../../prd/prd.js";
+import { PrdError } from "../../prd/prd.js";
 import { CliError, ExitCode, type ExitCodeValue } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
 
@@ -73,6 +74,12 @@ export function summary(r: LoopResult): string {
   return `${colour(r.status)}: ${r.passed}/${r.total} stories pass after ${r.iterations} iteration(s) in ${(r.durationMs / 1000).toFixed(1)}s, ${formatUsage(r.usage)}${r.reason && r.status !== "completed" ? ` (${r.reason})` : ""}`;
 }
 
+/** Errors that mean the task given is unusable as it stands: exit code 2, with the message. */
+function asInvalidInput(err: unknown): unknown {
+  const invalid = err instanceof PrdError || err instanceof ContainmentError || (err instanceof Error && /uncommitted changes|not a valid git branch|not a git repository/.test(err.message));
+  return invalid ? new CliError((err as Error).message, ExitCode.InvalidInput) : err;
+}
+
 export function registerRunCommand(program: Command): void {
   program
     .command("run")
@@ -90,12 +97,9 @@ export function registerRunCommand(program: Command): void {
       const taskDir = resolve(taskDirArg);
       const prdFile = join(taskDir, "prd.json");
       if (!existsSync(prdFile)) throw new CliError(`no prd.json in ${taskDir}: create one, or pass the directory that holds it`, ExitCode.InvalidInput);
-      try {
-        loadPrd(prdFile);
-      } catch (err) {
-        if (err instanceof PrdError) throw new CliError(err.message, ExitCode.InvalidInput);
-        throw err;
-      }
+      await openTask(taskDir).catch((err: unknown) => {
+        throw asInvalidInput(err);
+      });
       // Before the loop touches the repository (it switches branches).
       opencodeBinary();
       const stop = new AbortController();
@@ -130,9 +134,7 @@ export function registerRunCommand(program: Command): void {
         if (!o.json) process.stdout.write(summary(result) + "\n");
         process.exitCode = exitCodeForStatus(result.status);
       } catch (err) {
-        if (err instanceof PrdError) throw new CliError(err.message, ExitCode.InvalidInput);
-        if (err instanceof Error && /uncommitted changes|not a valid git branch|not a git repository/.test(err.message)) throw new CliError(err.message, ExitCode.InvalidInput);
-        throw err;
+        throw asInvalidInput(err);
       } finally {
         run.close();
         process.off("SIGINT", onSignal);
