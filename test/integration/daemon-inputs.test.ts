@@ -4,9 +4,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import fc from "fast-check";
+import { localManagementClient } from "../../src/ziti/network.js";
 import { ControlClient } from "../../src/client/connection.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { scriptedModelConfig } from "../../src/model/opencode-config.js";
@@ -226,4 +228,83 @@ test("output to a closed pipe ends quietly with status 0 and stops the command's
   const dialers = () =>
     findProcesses((argv) => basename(argv[0] ?? "").startsWith("ralph-ziti-dial") && argv.includes(network.net.clientIdentityFile)).filter((pid) => pid !== client.proxyPid());
   await waitFor(() => dialers().length === 0, { what: "no dialer left by the commands", timeoutMs: 10_000 });
+});
+
+/** What a refused request must leave as it was: loops, the workspace's mirrors and worktrees, the network's services, a decoy outside. */
+async function snapshot(decoy: string): Promise<string> {
+  const loops = (await client.call<{ loops: { id: string; status: string }[] }>("GET", "/loops")).loops.map((l) => `${l.id}:${l.status}`);
+  const workspace = join(home, "daemon", "workspace");
+  const tree = readdirSync(workspace, { recursive: true, encoding: "utf8" }).filter((p) => p.split("/").length <= 2).sort();
+  const mgmt = await localManagementClient();
+  try {
+    const services = (await mgmt.listNames("services")).map((s) => s.name).sort();
+    const d = statSync(decoy);
+    return JSON.stringify({ loops, tree, services, decoy: [readFileSync(decoy, "utf8"), d.mtimeMs, readdirSync(dirname(decoy)).sort()] });
+  } finally {
+    await mgmt.close();
+  }
+}
+
+test("generated hostile requests each get a 4xx with a clear message and change nothing", async () => {
+  const decoyDir = mkdtempSync(join(tmpdir(), "ralph-decoy-"));
+  const decoy = join(decoyDir, "secret.txt");
+  writeFileSync(decoy, "decoy-secret-7f3a\n");
+  const before = await snapshot(decoy);
+  const valid = { origin: `file://${project.origin}`, branch: "ralph/two", taskDir: "task" };
+  const hostileString = fc.oneof(
+    fc.constantFrom("--upload-pack=touch /tmp/pwned", "-", "ext::sh -c id", "fd::0", "../../etc", "/etc/passwd", `${decoyDir}`, "@{-1}", "HEAD@{1}", "a..b", "x\u0000y", "x\ny", "~/.ssh", "", " "),
+    fc.string({ maxLength: 40 }).map((s) => `-${s}`),
+    fc.string({ minLength: 1, maxLength: 8 }).map((s) => `${s}\u0007`),
+  );
+  const hostileValue = fc.oneof(hostileString, fc.integer({ min: -1e6, max: 0 }), fc.double({ noNaN: false }), fc.constant(null), fc.array(fc.string(), { maxLength: 3 }), fc.object({ maxDepth: 1 }), fc.boolean());
+  const numericField = fc.constantFrom("maxIterations", "iterationTimeoutSeconds", "stallTimeoutSeconds", "maxCostUsd", "maxTokens");
+  const hostileNumber = fc.oneof(fc.constant(-1), fc.constant(0), fc.constant(1e308), fc.constant(1.5), fc.string(), fc.constant(true));
+  const badStart = fc.oneof(
+    fc.record({ field: fc.constantFrom("origin", "branch", "taskDir", "model"), value: hostileValue }).map(({ field, value }) => ({ ...valid, [field]: value })),
+    fc.record({ field: numericField, value: hostileNumber }).map(({ field, value }) => ({ ...valid, [field]: value })),
+    fc.record({ key: fc.string({ minLength: 1, maxLength: 10 }).filter((k) => !["origin", "branch", "taskDir", "maxIterations", "model", "iterationTimeoutSeconds", "stallTimeoutSeconds", "maxCostUsd", "maxTokens"].includes(k)), value: fc.jsonValue() }).map(({ key, value }) => ({ ...valid, [key]: value })),
+    fc.constantFrom<unknown>(null, [], "x", 42, {}),
+  );
+  const send = async (method: string, path: string, body?: string) => {
+    const res = await fetch(client.url + path, { method, headers: body === undefined ? {} : { "content-type": "application/json" }, body });
+    const text = await res.text();
+    return { status: res.status, text };
+  };
+  const refusedClearly = ({ status, text }: { status: number; text: string }, what: string) => {
+    assert.ok(status >= 400 && status < 500, `${what}: ${status} ${text.slice(0, 200)}`);
+    const message = (JSON.parse(text) as { error?: { message?: unknown } }).error?.message;
+    assert.ok(typeof message === "string" && message.length > 0 && message.length < 600, `${what}: a clear message, not ${text.slice(0, 200)}`);
+    assert.ok(!/\n\s+at /.test(message) && !message.includes("decoy-secret"), `${what}: no stack, no file content`);
+  };
+  await fc.assert(
+    fc.asyncProperty(badStart, async (body) => refusedClearly(await send("POST", "/loops", JSON.stringify(body)), `POST /loops ${JSON.stringify(body).slice(0, 120)}`)),
+    { numRuns: 80 },
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.string({ maxLength: 60 }).filter((s) => { try { JSON.parse(s); return false; } catch { return true; } }), async (raw) => refusedClearly(await send("POST", "/loops", raw), `POST /loops raw ${JSON.stringify(raw)}`)),
+    { numRuns: 30 },
+  );
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(fc.string({ maxLength: 12 }).filter((s) => !/^\d+$/.test(s)), fc.constant(String(Number.MAX_SAFE_INTEGER)), fc.integer({ min: 1e9, max: 2e9 }).map(String)),
+      async (after) => refusedClearly(await send("GET", `/events?after=${encodeURIComponent(after)}`), `GET /events?after=${after}`),
+    ),
+    { numRuns: 30 },
+  );
+  await fc.assert(
+    fc.asyncProperty(
+      fc.constantFrom("PUT", "DELETE", "PATCH"),
+      fc.constantFrom("/loops", `/loops/${doneLoop}`, `/loops/${doneLoop}/stop`, "/events", "/health"),
+      async (method, path) => refusedClearly(await send(method, path), `${method} ${path}`),
+    ),
+    { numRuns: 15 },
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.string({ minLength: 1, maxLength: 20 }).filter((id) => id !== doneLoop), fc.constantFrom("stop", "say", "attach"), async (id, action) =>
+      refusedClearly(await send(action === "attach" ? "GET" : "POST", `/loops/${encodeURIComponent(id)}/${action}`, action === "say" ? JSON.stringify({ text: "hello" }) : undefined), `${action} ${id}`),
+    ),
+    { numRuns: 30 },
+  );
+  assert.equal(await snapshot(decoy), before, "no loop, mirror, worktree, service or outside file changed");
+  rmSync(decoyDir, { recursive: true, force: true });
 });
