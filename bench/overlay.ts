@@ -1,6 +1,6 @@
 // Direct vs through the OpenZiti overlay, side by side against one opencode
 // server: request latency (new connection and keep-alive), SSE event latency,
-// and time from service registration to the first successful dial.
+// and time from hosting a loop's terminator to the first successful dial.
 import { Agent, request } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,8 +9,10 @@ import { performance } from "node:perf_hooks";
 import { startScriptedModel } from "../src/model/scripted-model.js";
 import { scriptedModelConfig } from "../src/model/opencode-config.js";
 import { basicAuth, startOpencodeServer } from "../src/opencode/server.js";
-import { LOCAL_NAME, localManagementClient, type LocalNetwork } from "../src/ziti/network.js";
-import { startHostTunnel, startProxyTunnel } from "../src/ziti/tunnel.js";
+import { LOCAL_NAME, type LocalNetwork } from "../src/ziti/network.js";
+import { startZitiHost } from "../src/ziti/host.js";
+import { loopsServiceName } from "../src/ziti/roles.js";
+import { startProxyTunnel } from "../src/ziti/tunnel.js";
 import { waitFor } from "../src/util/wait.js";
 import { summarize, table, type Summary } from "./stats.js";
 
@@ -77,13 +79,14 @@ export async function runOverlayBench(opts: { requests: number; home: string; ne
   const model = await startScriptedModel({ script: { kind: "reply", text: "ok" } });
   const work = mkdtempSync(join(tmpdir(), "ralph-bench-oc-"));
   const oc = await startOpencodeServer({ cwd: work, stateDir: join(work, "state"), logFile: join(work, "opencode.log"), config: scriptedModelConfig(model.baseUrl) });
-  const mgmt = await localManagementClient();
-  const host = await startHostTunnel({ identityFile: net.daemonIdentityFile, logFile: join(home, "bench-host.log") });
-  const cleanup: (() => Promise<unknown>)[] = [() => host.stop(), () => mgmt.close(), () => oc.stop(), () => model.close(), async () => rmSync(work, { recursive: true, force: true })];
+  // As ralphd hosts a loop: a terminator of the local daemon's loops service, on the daemon's own identity.
+  const service = loopsServiceName(LOCAL_NAME);
+  const host = await startZitiHost({ identityFile: net.daemonIdentityFile, logFile: join(home, "bench-host.log") });
+  const cleanup: (() => Promise<unknown>)[] = [() => host.stop(), () => oc.stop(), () => model.close(), async () => rmSync(work, { recursive: true, force: true })];
   try {
-    await mgmt.registerService("ralph-bench-opencode", { port: oc.port, daemon: LOCAL_NAME });
-    const proxy = await startProxyTunnel({ identityFile: net.clientIdentityFile, service: "ralph-bench-opencode", logFile: join(home, "bench-proxy.log") });
-    cleanup.unshift(() => proxy.stop(), () => mgmt.deregisterService("ralph-bench-opencode"));
+    await host.host("bench", service, oc.port, "bench");
+    const proxy = await startProxyTunnel({ identityFile: net.clientIdentityFile, service, terminator: "bench", logFile: join(home, "bench-proxy.log") });
+    cleanup.unshift(() => proxy.stop(), () => host.unhost("bench"));
     const headers = { authorization: basicAuth(oc.username, oc.password) };
     opts.log(`${opts.requests} requests each, interleaved: new connection per request`);
     const fresh = await sideBySide({ direct: { url: `${oc.url}/global/health`, agent: false }, overlay: { url: `${proxy.url}/global/health`, agent: false } }, headers, opts.requests);
@@ -99,17 +102,17 @@ export async function runOverlayBench(opts: { requests: number; home: string; ne
     opts.log("SSE event latency (session.created), 50 events");
     const sse = await sseLatency({ direct: oc.url, overlay: proxy.url }, `${oc.url}/session`, headers, 50);
 
-    opts.log("time from registration to first successful dial, 5 services");
+    opts.log("time from hosting a terminator to first successful dial, 5 terminators");
     const dialable: number[] = [];
     for (let i = 0; i < 5; i++) {
-      const name = `ralph-bench-new-${i}`;
-      const p = await startProxyTunnel({ identityFile: net.clientIdentityFile, service: name, logFile: join(home, `bench-proxy-${i}.log`), readiness: async () => true, awaitService: true });
+      const name = `bench-new-${i}`;
+      const p = await startProxyTunnel({ identityFile: net.clientIdentityFile, service, terminator: name, logFile: join(home, `bench-proxy-${i}.log`), readiness: async () => true, awaitService: true });
       const t0 = performance.now();
-      await mgmt.registerService(name, { port: oc.port, daemon: LOCAL_NAME });
+      await host.host(name, service, oc.port, name);
       await waitFor(async () => (await fetch(`${p.url}/global/health`, { headers, signal: AbortSignal.timeout(2000) })).status === 200, { what: `${name} to be dialable`, timeoutMs: 60_000, intervalMs: 50 });
       dialable.push(performance.now() - t0);
       await p.stop();
-      await mgmt.deregisterService(name);
+      await host.unhost(name);
     }
     const dial = summarize(dialable);
     return {

@@ -29,7 +29,7 @@ endQuietlyOnClosedPipe();
 
 program
   .command("check")
-  .description("Verify binaries, identity, controller, workspace and git; exit 0 only when ready")
+  .description("Verify git, opencode, the host helper, the identity (it logs in and may bind its two services) and the workspace; exit 0 only when ready")
   .option("--config <file>", "daemon config")
   .option("--json", "print the checks as JSON")
   .action(async (o: { config?: string; json?: boolean }) => {

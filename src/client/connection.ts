@@ -17,18 +17,23 @@ export function pickRemote(name?: string): { name: string; remote: Remote } {
   throw new CliError(names.length ? `several remotes (${names.join(", ")}): choose one with --remote NAME` : "no remote yet: 'ralph ziti up' adds 'local', 'ralph remote add' adds others", ExitCode.InvalidInput);
 }
 
-/** Opens a local proxy to a Ziti service with the remote's client identity. */
-export async function openProxy(remoteName: string, remote: Remote, service: string, readiness?: (url: string) => Promise<boolean>): Promise<ProxyTunnel> {
+/**
+ * Opens a local proxy to a Ziti service with the remote's client identity;
+ * with a terminator, to that addressable terminator of it only (a loop).
+ */
+export async function openProxy(remoteName: string, remote: Remote, service: string, readiness?: (url: string) => Promise<boolean>, terminator?: string): Promise<ProxyTunnel> {
+  const target = terminator ? `${service} (terminator ${terminator})` : service;
   try {
     return await startProxyTunnel({
       identityFile: remote.identityFile,
       service,
-      logFile: join(homeDir("client", "logs"), `${service}.log`),
+      terminator,
+      logFile: join(homeDir("client", "logs"), `${terminator ? `${service}-${terminator}` : service}.log`),
       readiness,
     });
   } catch (err) {
     throw new CliError(
-      `cannot reach ${service} on remote "${remoteName}": ${(err as Error).message}. Is ralphd running there, and may this identity dial it?`,
+      `cannot reach ${target} on remote "${remoteName}": ${(err as Error).message}. Is ralphd running there, and may this identity dial it?`,
       ExitCode.Unavailable,
     );
   }

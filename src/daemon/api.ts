@@ -110,13 +110,13 @@ export function controlApi(deps: { manager: LoopManager; store: Store; notifier:
     }),
   );
 
-  /** What `ralph attach` needs: the loop's Ziti service and its opencode password. */
-  app.get("/loops/:id/attach", (c) => {
-    const row = manager.get(c.req.param("id"));
-    if (!row.service || !row.opencodePassword || !["starting", "running"].includes(row.status)) {
-      return fail(c, "conflict", `loop ${row.id} has no opencode to attach to (it is ${row.status})`);
-    }
-    return c.json({ service: row.service, username: "opencode", password: row.opencodePassword });
+  /**
+   * What `ralph attach` needs: the daemon's loops service, the loop's
+   * terminator on it (answered once dialable) and its opencode password.
+   */
+  app.get("/loops/:id/attach", async (c) => {
+    const { service, terminator, password } = await manager.attachPoint(c.req.param("id"));
+    return c.json({ service, terminator, username: "opencode", password });
   });
 
   /**

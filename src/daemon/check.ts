@@ -1,9 +1,12 @@
-import { accessSync, constants, mkdirSync } from "node:fs";
+import { accessSync, constants, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { execa } from "execa";
+import { homeDir } from "../config/paths.js";
 import { opencodeBinary } from "../opencode/binary.js";
-import { locateZitiBinary } from "../ziti/binary.js";
+import { locateHostBinary } from "../ziti/binary.js";
+import { startZitiHost, type ZitiHost } from "../ziti/host.js";
 import { identityIdOf } from "../ziti/identity-file.js";
-import { ManagementClient } from "../ziti/mgmt.js";
+import { controlServiceName, loopsServiceName } from "../ziti/roles.js";
 import type { DaemonConfig } from "./config.js";
 
 export interface CheckResult {
@@ -12,7 +15,21 @@ export interface CheckResult {
   detail: string;
 }
 
-/** Everything ralphd needs, each with what to do when it is missing. */
+/** The controller an enrolled identity logs in to (its ztAPI), for messages. */
+function controllerOf(identityFile: string): string {
+  try {
+    return (JSON.parse(readFileSync(identityFile, "utf8")) as { ztAPI?: string }).ztAPI ?? "its controller";
+  } catch {
+    return "its controller";
+  }
+}
+
+/**
+ * Everything ralphd needs, each with what to do when it is missing. The Ziti
+ * checks use the daemon's own identity only, through its host helper: a login,
+ * then whether it may bind its two services. Nothing is hosted, so a running
+ * ralphd is not disturbed.
+ */
 export async function checkDaemon(config: DaemonConfig): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   const check = async (name: string, fn: () => Promise<string> | string) => {
@@ -27,14 +44,30 @@ export async function checkDaemon(config: DaemonConfig): Promise<CheckResult[]> 
     if (!r || r.exitCode !== 0) throw new Error("git is not installed: install it (e.g. apt-get install git)");
     return r.stdout;
   });
-  await check("ziti", () => locateZitiBinary());
+  await check("ziti-host", () => locateHostBinary());
   await check("opencode", () => opencodeBinary());
   await check("identity", () => `${config.identityFile} (id ${identityIdOf(config.identityFile)})`);
-  await check("controller", async () => {
-    const m = await ManagementClient.connect(config.controller);
-    await m.close();
-    return `${config.controller.url} reachable, CA verified, credentials accepted`;
-  });
+  let host: ZitiHost | undefined;
+  try {
+    await check("login", async () => {
+      host = await startZitiHost({ identityFile: config.identityFile, logFile: join(homeDir("daemon"), "ziti-host-check.log"), readyTimeoutMs: 30_000 });
+      return `logged in to ${controllerOf(config.identityFile)} with the daemon's own identity`;
+    });
+    await check("bind", async () => {
+      if (!host) throw new Error("not checked: the identity did not log in");
+      const services = [controlServiceName(config.name), loopsServiceName(config.name)];
+      for (const service of services) {
+        await host.checkBind(service).catch((err: Error) => {
+          throw new Error(
+            `${err.message}; the network's admin provisions a daemon's services ('ralph ziti up' for the local daemon, 'ralph ziti identity create ${config.name} --role daemon' for another machine)`,
+          );
+        });
+      }
+      return `may bind ${services.join(" and ")}`;
+    });
+  } finally {
+    await host?.stop();
+  }
   await check("workspace", () => {
     mkdirSync(config.workspaceDir, { recursive: true, mode: 0o700 });
     try {

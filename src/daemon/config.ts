@@ -9,6 +9,7 @@ export const ControllerAuthSchema = z.discriminatedUnion("method", [
   z.strictObject({ method: z.literal("cert"), certFile: z.string().min(1), keyFile: z.string().min(1) }),
 ]);
 
+/** How the admin side (ralph ziti, tests) reaches a controller's management API; never part of a daemon's config. */
 export const ControllerSchema = z.strictObject({
   /** e.g. https://127.0.0.1:1280 (the edge management API lives under it). */
   url: z.url(),
@@ -20,9 +21,11 @@ export const ControllerSchema = z.strictObject({
 export const DaemonConfigSchema = z.strictObject({
   /** The daemon's name; its control service is ralph-control-NAME. */
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, "lower-case letters, digits and dashes, at most 40"),
-  /** Enrolled Ziti identity file (JSON) the host tunneler uses. */
+  /**
+   * Enrolled Ziti identity file (JSON): the daemon's only Ziti credential. It
+   * names the controller; the admin side provisions the daemon's services.
+   */
   identityFile: z.string().min(1),
-  controller: ControllerSchema,
   workspaceDir: z.string().min(1),
   maxConcurrentLoops: z.number().int().min(1).max(64).default(4),
   loopTimeLimitSeconds: z.number().int().min(60).default(24 * 3600),
@@ -30,7 +33,6 @@ export const DaemonConfigSchema = z.strictObject({
   envFile: z.string().optional(),
   /** An opencode.json merged over every loop's repo config: providers and models this daemon offers. */
   opencodeConfigFile: z.string().optional(),
-  hostTunneler: z.enum(["ziti", "ziti-edge-tunnel"]).default("ziti"),
   /** Budgets: defaults for loops started without one, and ceilings no request may exceed. */
   budget: z
     .strictObject({
@@ -55,6 +57,18 @@ export type ControllerConfig = z.infer<typeof ControllerSchema>;
 
 export const defaultDaemonConfigPath = (): string => join(ralphHome(), "daemon", "config.json");
 
+/** Keys of earlier releases that must not linger: the reason and what to do. */
+export function retiredKeyMessage(json: unknown): string | undefined {
+  if (typeof json !== "object" || json === null) return undefined;
+  if (Object.hasOwn(json, "controller")) {
+    return "controller: ralphd needs no admin credentials any more: delete the controller key, and its password file from this machine; 'ralph ziti up' rewrites the local config";
+  }
+  if (Object.hasOwn(json, "hostTunneler")) {
+    return "hostTunneler: ralphd hosts its services with its own helper (ralph-ziti-host) now: delete the hostTunneler key";
+  }
+  return undefined;
+}
+
 export function loadDaemonConfig(path = defaultDaemonConfigPath()): DaemonConfig {
   let raw: string;
   try {
@@ -68,6 +82,8 @@ export function loadDaemonConfig(path = defaultDaemonConfigPath()): DaemonConfig
   } catch (err) {
     throw new Error(`daemon config ${path} is not valid JSON: ${(err as Error).message}`);
   }
+  const retired = retiredKeyMessage(json);
+  if (retired) throw new Error(`daemon config ${path}: ${retired}`);
   const parsed = DaemonConfigSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -6,8 +6,8 @@ import type { LoopEvent } from "../loop/events.js";
 import { adoptOpencodeServer, startOpencodeServer, OPENCODE_USERNAME, type OpencodeServer } from "../opencode/server.js";
 import { commandLineOf } from "../process/proc-scan.js";
 import { sleep } from "../util/wait.js";
-import type { ManagementClient } from "../ziti/mgmt.js";
-import { loopServiceName } from "../ziti/roles.js";
+import type { ZitiHost } from "../ziti/host.js";
+import { loopsServiceName } from "../ziti/roles.js";
 import type { DaemonConfig } from "./config.js";
 import { readCatalog, type Catalog } from "./catalog.js";
 import { opencodeSettings, type OpencodeSettings } from "./opencode-settings.js";
@@ -43,13 +43,14 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   private readonly workspace: Workspace;
   private readonly settings: OpencodeSettings;
   private catalogCache: { at: number; value: Promise<Catalog> } | undefined;
-  /** Each loop's latest registration of its attach service, still running or done. */
-  private readonly registrations = new Map<string, Promise<void>>();
+  /** Each loop's latest hosting of its opencode for attach (true once dialable), still running or done. */
+  private readonly hostings = new Map<string, Promise<boolean>>();
 
   constructor(
     private readonly config: DaemonConfig,
     private readonly store: Store,
-    private readonly mgmt: ManagementClient,
+    /** Hosts each loop's opencode as the terminator named by its id on the daemon's loops service. */
+    private readonly host: Pick<ZitiHost, "host" | "unhost">,
     private readonly log: (line: string) => void,
     private readonly notifier: Notifier,
   ) {
@@ -185,20 +186,51 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
         // Survives a daemon crash so a restarted daemon can re-adopt it.
         keepAliveAfterParentExit: true,
       });
-      const service = loopServiceName(this.config.name, id);
-      this.store.updateLoop(id, { opencodeUrl: server.url, opencodePid: server.pid, opencodePassword: server.password, service });
-      // Only attach needs the service: the first iteration does not wait for
-      // it. Registrations of one loop run in order (opencode may restart).
-      const registered = (this.registrations.get(id) ?? Promise.resolve())
-        .then(() => this.mgmt.deregisterService(service))
-        .then(() => this.mgmt.registerService(service, { port: server.port, daemon: this.config.name }))
-        .then(
-          () => undefined,
-          (err: unknown) => this.log(`loop ${id}: could not register ${service} for attach: ${(err as Error).message}`),
-        );
-      this.registrations.set(id, registered);
+      this.store.updateLoop(id, { opencodeUrl: server.url, opencodePid: server.pid, opencodePassword: server.password });
+      // Only attach needs it: the first iteration does not wait for it.
+      this.hostForAttach(id, server.port);
       return server;
     };
+  }
+
+  /**
+   * Hosts the loop's opencode as terminator `id` of the daemon's loops
+   * service, in the background. Hostings of one loop run in order (opencode
+   * may restart; hosting a key again replaces what it hosted).
+   */
+  private hostForAttach(id: string, port: number): void {
+    const service = loopsServiceName(this.config.name);
+    this.store.updateLoop(id, { service });
+    const hosted = (this.hostings.get(id) ?? Promise.resolve(false))
+      .then(() => this.host.host(id, service, port, id))
+      .then(
+        () => true,
+        (err: unknown) => {
+          this.log(`loop ${id}: could not host its opencode on ${service} for attach: ${(err as Error).message}`);
+          return false;
+        },
+      );
+    this.hostings.set(id, hosted);
+  }
+
+  /**
+   * Where a client dials the loop's opencode: its terminator on the loops
+   * service, once the controller has it (a dial made earlier would fail).
+   */
+  async attachPoint(id: string): Promise<{ service: string; terminator: string; password: string }> {
+    const row = this.get(id);
+    const hosting = this.hostings.get(id);
+    if (!row.service || !row.opencodePassword || !hosting || !["starting", "running"].includes(row.status)) {
+      throw new RpcError("conflict", `loop ${row.id} has no opencode to attach to (it is ${row.status})`);
+    }
+    // A hosting that failed (e.g. while the helper restarted) is tried once more now.
+    if (!(await hosting) && row.opencodeUrl) this.hostForAttach(id, Number(new URL(row.opencodeUrl).port));
+    const latest = this.hostings.get(id);
+    if (!latest) throw new RpcError("conflict", `loop ${row.id} has no opencode to attach to (it is ${this.get(id).status})`);
+    if (!(await latest)) throw new RpcError("internal", `loop ${row.id}: its opencode could not be hosted for attach; see the daemon's log`);
+    const now = this.get(id);
+    if (!now.opencodePassword || !["starting", "running"].includes(now.status)) throw new RpcError("conflict", `loop ${row.id} has no opencode to attach to (it is ${now.status})`);
+    return { service: loopsServiceName(this.config.name), terminator: id, password: now.opencodePassword };
   }
 
   private async execute(id: string, stop: AbortSignal, resume?: { server: OpencodeServer }): Promise<void> {
@@ -247,12 +279,14 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     }
   }
 
-  /** What an ended loop held: its attach service and its worktree. */
+  /** What an ended loop held: its terminator for attach and its worktree. */
   private async release(id: string, worktree: string): Promise<void> {
-    await this.registrations.get(id);
-    this.registrations.delete(id);
-    const service = this.get(id).service;
-    if (service) await this.mgmt.deregisterService(service).catch(() => undefined);
+    const hosting = this.hostings.get(id);
+    if (hosting) {
+      await hosting;
+      this.hostings.delete(id);
+      await this.host.unhost(id).catch((err: unknown) => this.log(`loop ${id}: could not stop hosting its opencode: ${(err as Error).message}`));
+    }
     await this.workspace.remove(worktree);
   }
 
@@ -287,6 +321,8 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
       // The pid must still be that opencode, not a process that reused it.
       if (pid && url && password && commandLineOf(pid)?.includes(new URL(url).port)) {
         const server = adoptOpencodeServer({ url, username: OPENCODE_USERNAME, password, pid });
+        // The helper died with the previous ralphd: host its opencode again.
+        this.hostForAttach(row.id, Number(new URL(url).port));
         const stop = new AbortController();
         const done = this.execute(row.id, stop.signal, { server }).finally(() => this.running.delete(row.id));
         this.running.set(row.id, { stop, done });

@@ -124,10 +124,10 @@ async function ensureProgram(p: GoProgram, opts: EnsureOptions): Promise<string>
   return p.cachePath();
 }
 
-/** The ziti binary if it is there, without building it; the error says how to get it. */
-export async function locateZitiBinary(): Promise<string> {
-  const found = await locateProgram(programs.ziti);
-  if (!found) throw new UnavailableError(`ziti ${ZITI_VERSION} is not built yet: run 'ralph ziti install' (it builds and caches it), or set RALPH_ZITI_BIN`);
+/** The host helper if it is there, without building it; the error says how to get it. */
+export async function locateHostBinary(): Promise<string> {
+  const found = await locateProgram(programs.host);
+  if (!found) throw new UnavailableError(`${programs.host.title} is not built yet: run 'ralph ziti install' (it builds and caches it), or set RALPH_ZITI_HOST_BIN`);
   return found;
 }
 

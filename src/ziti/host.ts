@@ -22,6 +22,11 @@ export interface ZitiHost {
   host(key: string, service: string, port: number, terminator?: string): Promise<void>;
   /** Stops hosting `key`; resolves when the helper has closed its listener. */
   unhost(key: string): Promise<void>;
+  /**
+   * Resolves when this identity may bind `service`, rejects with the reason
+   * otherwise; hosts nothing, so it disturbs no other host of the service.
+   */
+  checkBind(service: string): Promise<void>;
   /** Keys hosted now, or to be hosted again after a restart. */
   hosted(): string[];
   pid(): number;
@@ -31,7 +36,7 @@ export interface ZitiHost {
 }
 
 interface HostEvent {
-  event: "ready" | "hosted" | "unhosted" | "error" | "fatal";
+  event: "ready" | "hosted" | "unhosted" | "checked" | "error" | "fatal";
   key?: string;
   message?: string;
 }
@@ -42,8 +47,12 @@ interface Spec {
   terminator?: string;
 }
 
+type Op = "host" | "unhost" | "check";
+
 interface InFlight {
-  op: "host" | "unhost";
+  op: Op;
+  /** A check's service: it is asked again of a restarted helper. */
+  service?: string;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -88,13 +97,14 @@ export async function startZitiHost(opts: {
   const write = (cmd: Record<string, unknown>) => {
     if (ready && child.stdin?.writable) child.stdin.write(JSON.stringify(cmd) + "\n");
   };
-  const command = (key: string, op: "host" | "unhost"): Record<string, unknown> | undefined => {
+  const command = (key: string, op: Op, service?: string): Record<string, unknown> | undefined => {
     if (op === "unhost") return { op, key };
+    if (op === "check") return { op, key, service };
     const spec = wanted.get(key);
     return spec && { op, key, service: spec.service, port: spec.port, ...(spec.terminator ? { terminator: spec.terminator } : {}) };
   };
 
-  const send = (key: string, op: "host" | "unhost"): Promise<void> =>
+  const send = (key: string, op: Op, service?: string): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         if (inFlight.get(key) !== entry) return;
@@ -103,11 +113,12 @@ export async function startZitiHost(opts: {
       }, opts.opTimeoutMs ?? 60_000);
       const entry: InFlight = {
         op,
+        service,
         resolve: () => (clearTimeout(timer), resolve()),
         reject: (e) => (clearTimeout(timer), reject(e)),
       };
       inFlight.set(key, entry);
-      const cmd = command(key, op);
+      const cmd = command(key, op, service);
       if (cmd) write(cmd);
       else entry.resolve();
     });
@@ -142,7 +153,7 @@ export async function startZitiHost(opts: {
       lastFatal = undefined;
       // Commands that were in flight when the previous helper died go again.
       for (const [key, f] of inFlight) {
-        const cmd = command(key, f.op);
+        const cmd = command(key, f.op, f.service);
         if (f.op === "unhost" || !cmd) {
           inFlight.delete(key);
           f.resolve();
@@ -272,6 +283,14 @@ export async function startZitiHost(opts: {
         wanted.delete(key);
         if (!stopped) await send(key, "unhost");
       }),
+    checkBind: (service) => {
+      // Its own key: a check never waits behind, or replaces, a hosting.
+      const key = `check:${service}`;
+      return enqueue(key, async () => {
+        if (stopped) throw new Error("the Ziti host helper was stopped");
+        await send(key, "check", service);
+      });
+    },
     hosted: () => [...wanted.keys()],
     pid: () => child.pid!,
     restarts: () => restarts,

@@ -2,8 +2,7 @@ import { readFileSync } from "node:fs";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { ControllerConfig } from "../daemon/config.js";
 import { UnavailableError } from "../util/errors.js";
-import { waitFor } from "../util/wait.js";
-import { DIAL_POLICY, Roles, bindPolicyName, hostedBy, serviceRoles } from "./roles.js";
+import { DIAL_POLICY, Roles } from "./roles.js";
 
 /** An error answered by the controller, with its own message. */
 export class ZitiApiError extends Error {
@@ -35,15 +34,6 @@ export function controllerError(status: number, statusText: string, body: Envelo
   const e = body.error ?? {};
   const detail = e.cause?.reason ?? e.cause?.message;
   return new ZitiApiError(status, e.code ?? "UNKNOWN", `controller refused ${method} ${path.split("?")[0]}: ${e.message ?? statusText}${detail ? ` (${detail})` : ""}`);
-}
-
-/** host.v1 and intercept.v1 data for a service forwarding to a loopback port. */
-export function serviceConfigData(name: string, port: number) {
-  return {
-    // Never "localhost": it may resolve to ::1 while the upstream is IPv4-only.
-    host: { protocol: "tcp", address: "127.0.0.1", port },
-    intercept: { protocols: ["tcp"], addresses: [`${name}.ziti`], portRanges: [{ low: port, high: port }] },
-  };
 }
 
 /** A role-attribute policy: AnyOf semantics, no posture checks. */
@@ -144,23 +134,11 @@ export class ManagementClient {
     return list[0];
   }
 
-  private async ensure<T extends Entity>(collection: string, body: { name: string } & Record<string, unknown>): Promise<string> {
-    const existing = await this.findByName<T>(collection, body.name);
-    if (existing) return existing.id;
-    return (await this.request<{ id: string }>("POST", `/${collection}`, body)).id;
-  }
-
   private async deleteByName(collection: string, name: string): Promise<boolean> {
     const existing = await this.findByName(collection, name);
     if (!existing) return false;
     await this.request("DELETE", `/${collection}/${existing.id}`);
     return true;
-  }
-
-  async configTypeId(name: string): Promise<string> {
-    const t = await this.findByName("config-types", name);
-    if (!t) throw new Error(`the controller has no config type "${name}"`);
-    return t.id;
   }
 
   getIdentity = (name: string) => this.findByName<Entity & { enrollment?: { ott?: { jwt?: string } } }>("identities", name);
@@ -200,19 +178,6 @@ export class ManagementClient {
     return this.ensureServicePolicy(DIAL_POLICY, "Dial", [`#${Roles.client}`], [`#${Roles.service}`]);
   }
 
-  /** Exactly this identity may bind exactly the services of daemon `daemonName`. */
-  ensureDaemonBindPolicy(daemonName: string, identityId: string): Promise<string> {
-    return this.ensureServicePolicy(bindPolicyName(daemonName), "Bind", [`@${identityId}`], [`#${hostedBy(daemonName)}`]);
-  }
-
-  /** Deletes daemon `daemonName`'s Bind policy if it names this identity. */
-  async deleteDaemonBindPolicy(daemonName: string, identityId: string): Promise<boolean> {
-    const policy = await this.findByName<Entity & { identityRoles?: string[] }>("service-policies", bindPolicyName(daemonName));
-    if (!policy?.identityRoles?.includes(`@${identityId}`)) return false;
-    await this.request("DELETE", `/service-policies/${policy.id}`);
-    return true;
-  }
-
   /** Replaces the password of the identity this client is logged in as. */
   async changeOwnPassword(currentPassword: string, password: string): Promise<void> {
     const authenticators = await this.request<{ id: string; method: string; username?: string }[]>("GET", "/current-identity/authenticators");
@@ -230,35 +195,6 @@ export class ManagementClient {
     // The controller leaves out fields that are false.
     const a = await this.request<{ isBindAllowed?: boolean; isDialAllowed?: boolean }>("GET", `/identities/${identityId}/policy-advice/${serviceId}`);
     return { bind: a.isBindAllowed === true, dial: a.isDialAllowed === true };
-  }
-
-  /**
-   * Registers a service that forwards to 127.0.0.1:port on the hosting side
-   * and resolves once a host tunneler has bound it (a terminator exists).
-   */
-  async registerService(name: string, opts: { port: number; daemon: string; timeoutMs?: number }): Promise<{ serviceId: string }> {
-    const data = serviceConfigData(name, opts.port);
-    const hostConfig = await this.ensure("configs", { name: `${name}.host.v1`, configTypeId: await this.configTypeId("host.v1"), data: data.host });
-    const interceptConfig = await this.ensure("configs", { name: `${name}.intercept.v1`, configTypeId: await this.configTypeId("intercept.v1"), data: data.intercept });
-    const serviceId = await this.ensure("services", {
-      name,
-      configs: [hostConfig, interceptConfig],
-      roleAttributes: serviceRoles(opts.daemon),
-      encryptionRequired: true,
-    });
-    await waitFor(async () => (await this.terminators(serviceId)).length > 0, {
-      what: `a host tunneler to bind service ${name}`,
-      timeoutMs: opts.timeoutMs ?? 30_000,
-      intervalMs: 200,
-    });
-    return { serviceId };
-  }
-
-  /** Removes what registerService created, in reverse order. */
-  async deregisterService(name: string): Promise<void> {
-    await this.deleteByName("services", name);
-    await this.deleteByName("configs", `${name}.intercept.v1`);
-    await this.deleteByName("configs", `${name}.host.v1`);
   }
 
   async listNames(collection: "identities" | "services" | "service-policies"): Promise<Entity[]> {

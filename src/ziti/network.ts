@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { z } from "zod";
 import { homeDir, ralphHome } from "../config/paths.js";
 import { DaemonConfigSchema, defaultDaemonConfigPath, type ControllerConfig } from "../daemon/config.js";
+import { Roles } from "./roles.js";
+import { provisionDaemonServices, removeDaemonServices } from "./provision.js";
 import { upsertRemote } from "../client/remotes.js";
 import { SupervisedProcess, pidAlive, releaseFromParentExit, signalGroup } from "../process/supervisor.js";
 import { freePort } from "../util/ports.js";
@@ -159,22 +161,54 @@ async function ensureIdentity(m: ManagementClient, name: string, role: "daemon" 
 /**
  * Creates an identity for another machine and returns its one-time
  * enrolment token: the other machine makes its own key pair when it enrols,
- * so no private key travels. A client may dial Ralph's services; the daemon
- * `name` may bind only its own.
+ * so no private key travels. A client may dial Ralph's services; for the
+ * daemon `name`, its two services and the Bind policy that lets exactly this
+ * identity host them are provisioned here, so that daemon needs no admin
+ * credential. A failure leaves no identity behind.
  */
 export async function createMachineIdentity(m: ManagementClient, name: string, role: "daemon" | "client", expiresAt?: Date): Promise<{ jwt: string; expiresAt: string }> {
   const { id, jwt, expiresAt: expires } = await m.createIdentity(name, role, expiresAt);
-  if (role === "daemon") await m.ensureDaemonBindPolicy(name, id);
+  if (role === "daemon") {
+    try {
+      await provisionDaemonServices(m, name, id);
+    } catch (err) {
+      await m.request("DELETE", `/identities/${id}`).catch(() => undefined);
+      throw err;
+    }
+  }
   return { jwt, expiresAt: expires };
 }
 
-/** Deletes an identity, and the Bind policy that named it; false when there is none. */
+/** Deletes an identity and, for a daemon, its services and Bind policy; false when there is none. */
 export async function revokeMachineIdentity(m: ManagementClient, name: string): Promise<boolean> {
   const identity = await m.getIdentity(name);
   if (!identity) return false;
   await m.request("DELETE", `/identities/${identity.id}`);
-  await m.deleteDaemonBindPolicy(name, identity.id);
+  if (identity.roleAttributes?.includes(Roles.daemon)) await removeDaemonServices(m, name);
   return true;
+}
+
+/**
+ * Writes the local daemon's config when there is none, and takes the keys of
+ * earlier releases (the admin controller section, hostTunneler) out of one
+ * that has them: nothing under the daemon's config may name an admin secret.
+ */
+function writeLocalDaemonConfig(file: string, identityFile: string): void {
+  if (!existsSync(file)) {
+    homeDir("daemon");
+    const config = DaemonConfigSchema.parse({ name: LOCAL_NAME, identityFile, workspaceDir: join(ralphHome(), "daemon", "workspace") });
+    writePrivate(file, JSON.stringify(config, null, 2) + "\n");
+    return;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    return; // ralphd names what is wrong with it
+  }
+  if (typeof json !== "object" || json === null || !("controller" in json || "hostTunneler" in json)) return;
+  const { controller: _c, hostTunneler: _h, ...rest } = json as Record<string, unknown>;
+  writePrivate(file, JSON.stringify(rest, null, 2) + "\n");
 }
 
 /** Starts (or reuses) the embedded network and makes the local daemon and client ready to use. */
@@ -197,19 +231,11 @@ export async function zitiUp(opts: { onProgress?: (line: string) => void } = {})
   try {
     await m.ensureDialPolicy();
     const daemonIdentityFile = await ensureIdentity(m, localIdentityName("daemon"), "daemon");
-    await m.ensureDaemonBindPolicy(LOCAL_NAME, identityIdOf(daemonIdentityFile));
+    // The admin side provisions what the local daemon hosts; ralphd itself holds only its identity.
+    await provisionDaemonServices(m, LOCAL_NAME, identityIdOf(daemonIdentityFile));
     const clientIdentityFile = await ensureIdentity(m, localIdentityName("client"), "client");
     const daemonConfigFile = defaultDaemonConfigPath();
-    if (!existsSync(daemonConfigFile)) {
-      homeDir("daemon");
-      const config = DaemonConfigSchema.parse({
-        name: LOCAL_NAME,
-        identityFile: daemonIdentityFile,
-        controller,
-        workspaceDir: join(ralphHome(), "daemon", "workspace"),
-      });
-      writePrivate(daemonConfigFile, JSON.stringify(config, null, 2) + "\n");
-    }
+    writeLocalDaemonConfig(daemonConfigFile, daemonIdentityFile);
     upsertRemote(LOCAL_NAME, { identityFile: clientIdentityFile, service: controlServiceName(LOCAL_NAME) });
     progress(`the OpenZiti network is up: controller ${controller.url}`);
     return { controller, pid: state.pid!, daemonIdentityFile, clientIdentityFile, daemonConfigFile };

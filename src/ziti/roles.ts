@@ -1,8 +1,9 @@
 /**
  * Role attributes and policy names that tie Ralph's Ziti entities together.
  * Clients tagged `ralph-client` may Dial services tagged `ralph-service`. Each
- * daemon may Bind only the services it registered: they carry its own
- * attribute, and its Bind policy names exactly its identity.
+ * daemon may Bind only its two services (provisioned by the admin side): its
+ * Bind policy names exactly its identity and exactly those services, which
+ * also carry its own attribute.
  */
 export const Roles = {
   daemon: "ralph-daemon",
@@ -11,7 +12,6 @@ export const Roles = {
 } as const;
 
 export const controlServiceName = (daemonName: string): string => `ralph-control-${daemonName}`;
-export const loopServiceName = (daemonName: string, loopId: string): string => `ralph-loop-${daemonName}-${loopId}`;
 /**
  * The one service that carries every loop's opencode of daemon `daemonName`:
  * each loop is an addressable terminator of it, named by the loop's id.

@@ -1,8 +1,6 @@
-import { execa } from "execa";
 import { SupervisedProcess, type SpawnOptions } from "../process/supervisor.js";
-import { UnavailableError } from "../util/errors.js";
 import { sleep, waitFor } from "../util/wait.js";
-import { ensureDialerBinary, ensureZitiBinary } from "./binary.js";
+import { ensureDialerBinary } from "./binary.js";
 
 export interface Tunnel {
   pid(): number;
@@ -50,32 +48,6 @@ async function supervise(spawnOptions: () => SpawnOptions, onRestart?: () => Pro
       await proc.stop(3000);
     },
   };
-}
-
-/**
- * Hosts every service the identity may Bind, forwarding to its host.v1
- * address. The service poll rate is the minimum, so a new service is hosted
- * within about a second. One default connection to the router keeps flow
- * control in the router: with two (the default) the SDK does it, and in ziti
- * 1.7.2 its hosting side stalled for good once clients aborted streams (every
- * later dial of the service timed out; a stress test reproduced it).
- */
-export async function startHostTunnel(opts: { identityFile: string; logFile: string; kind?: "ziti" | "ziti-edge-tunnel" }): Promise<Tunnel> {
-  // The host writes its own log: a pipe would kill it with SIGPIPE whenever
-  // its parent died first, so whether a crashed ralphd left one behind (for
-  // the next ralphd to stop) would be a race.
-  const output = { logFile: opts.logFile, outputToFileOnly: true };
-  if (opts.kind === "ziti-edge-tunnel") {
-    const probe = await execa("ziti-edge-tunnel", ["version"], { reject: false });
-    if (probe.exitCode !== 0) {
-      throw new UnavailableError("hostTunneler is ziti-edge-tunnel, but 'ziti-edge-tunnel version' does not run: install it on PATH, or set hostTunneler to \"ziti\"");
-    }
-    return supervise(() => ({ name: "ziti-edge-tunnel run-host", command: "ziti-edge-tunnel", args: ["run-host", "-i", opts.identityFile], ...output }));
-  }
-  const ziti = await ensureZitiBinary();
-  // The CLI agent is a debugging socket per process; a tunneler needs none.
-  const args = ["tunnel", "host", "-i", opts.identityFile, "--cli-agent=false", "--svcPollRate", "1", "--default-connections", "1"];
-  return supervise(() => ({ name: "ziti tunnel host", command: ziti, args, ...output }));
 }
 
 /** Any HTTP answer through the proxy proves the overlay path works end to end. */

@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ import { pidAlive, signalGroup } from "../../src/process/supervisor.js";
 import { findProcesses } from "../../src/process/proc-scan.js";
 import { SCRIPTED_MODEL_ID, scriptedModelConfig } from "../../src/model/opencode-config.js";
 import type { Catalog } from "../../src/daemon/catalog.js";
-import { loopServiceName } from "../../src/ziti/roles.js";
+import { controlServiceName, loopsServiceName } from "../../src/ziti/roles.js";
 import { enrollIdentity } from "../../src/ziti/enroll.js";
 import { localManagementClient } from "../../src/ziti/network.js";
 import { waitFor } from "../../src/util/wait.js";
@@ -66,6 +66,20 @@ const dialersOf = (service: string): number[] =>
       argv[argv.indexOf("-service") + 1] === service &&
       (argv[argv.indexOf("-identity") + 1] ?? "").startsWith(home),
   );
+
+/** The loop terminators (their instance ids) the controller lists on the local daemon's loops service. */
+async function loopTerminators(): Promise<string[]> {
+  const mgmt = await localManagementClient();
+  try {
+    const service = (await mgmt.getService(loopsServiceName("local")))!;
+    return (await mgmt.request<{ identity?: string }[]>("GET", `/services/${service.id}/terminators`)).map((t) => t.identity ?? "");
+  } finally {
+    await mgmt.close();
+  }
+}
+
+/** ralph-ziti-host processes running with this test's daemon identity. */
+const hostHelpers = (): number[] => findProcesses((argv) => /ralph-ziti-host/.test(argv[0] ?? "") && argv[argv.indexOf("-identity") + 1] === network.net.daemonIdentityFile);
 
 const gitIn = (...args: string[]) => execFileSync("git", args, { cwd: project.repo }).toString().trim();
 
@@ -192,6 +206,7 @@ test("ralph attach --print-url opens a ready proxy to the loop's opencode and cl
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   const url = await new Promise<string>((r) => createInterface({ input: child.stdout! }).once("line", r));
+  assert.ok((await loopTerminators()).includes(id), "the loop is a terminator of the daemon's loops service while it runs");
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
   const password = await waitFor(() => /OPENCODE_SERVER_PASSWORD=(\S+)/.exec(stderr)?.[1], { what: "the password", timeoutMs: 10_000 });
   const auth = { authorization: "Basic " + Buffer.from(`opencode:${password}`).toString("base64") };
@@ -203,9 +218,12 @@ test("ralph attach --print-url opens a ready proxy to the loop's opencode and cl
   assert.deepEqual(listeners.filter((l) => !isLoopbackAddress(l.address)), [], "nothing listens beyond 127.0.0.1");
   child.kill("SIGINT");
   assert.equal(await exited, 0);
-  const service = loopServiceName("local", id);
-  assert.deepEqual(dialersOf(service), [], "the proxy closed with it");
+  assert.deepEqual(dialersOf(loopsServiceName("local")), [], "the proxy closed with it");
   assert.equal((await ralph(home, ["stop", id])).code, 0);
+  await waitFor(async () => !(await loopTerminators()).includes(id), { what: "the loop's terminator to go with it", timeoutMs: 10_000 });
+  const late = await ralph(home, ["attach", id, "--print-url"]);
+  assert.equal(late.code, ExitCode.InvalidInput);
+  assert.match(late.stderr, /has no opencode to attach to \(it is stopped\)/);
   model.setScript({ kind: "ralph-agent" });
 });
 
@@ -237,28 +255,104 @@ test("a ralph logs --follow killed outright leaves no dialer behind: the dialer 
   model.setScript({ kind: "ralph-agent" });
 });
 
-test("ralphd check passes when ready and names what to fix when not", async () => {
+test("ralphd check passes when ready and names what to fix when not, with the daemon's own identity only", async () => {
   const run = (config?: string) =>
-    new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      const c = spawn(process.execPath, [ralphdScript, "check", "--json", ...(config ? ["--config", config] : [])], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "ignore"] });
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const c = spawn(process.execPath, [ralphdScript, "check", "--json", ...(config ? ["--config", config] : [])], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
       let stdout = "";
+      let stderr = "";
       c.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-      c.on("exit", (code) => resolve({ code, stdout }));
+      c.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+      c.on("exit", (code) => resolve({ code, stdout, stderr }));
     });
+  const failures = (r: { stdout: string }) => Object.fromEntries((JSON.parse(r.stdout) as { name: string; ok: boolean; detail: string }[]).filter((c) => !c.ok).map((c) => [c.name, c.detail]));
+  const terminatorsBefore = await loopTerminators();
   const ok = await run();
   assert.equal(ok.code, 0, ok.stdout);
   const checks = JSON.parse(ok.stdout) as { name: string; ok: boolean; detail: string }[];
-  assert.deepEqual(checks.map((c) => c.name), ["git", "ziti", "opencode", "identity", "controller", "workspace"]);
-  assert.ok(checks.every((c) => c.ok));
+  assert.deepEqual(checks.map((c) => c.name), ["git", "ziti-host", "opencode", "identity", "login", "bind", "workspace"]);
+  assert.ok(checks.every((c) => c.ok), ok.stdout);
+  assert.deepEqual(await loopTerminators(), terminatorsBefore, "the check hosts nothing");
+  assert.equal(hostHelpers().length, 1, "and leaves no helper behind: only the running ralphd's");
+  const config = JSON.parse(readFileSync(join(home, "daemon", "config.json"), "utf8")) as { identityFile: string; name: string };
+
   const broken = join(home, "broken-daemon.json");
-  const config = JSON.parse(readFileSync(join(home, "daemon", "config.json"), "utf8")) as { identityFile: string; controller: { url: string } };
-  writeFileSync(broken, JSON.stringify({ ...config, identityFile: join(home, "nowhere.json"), controller: { ...config.controller, url: "https://127.0.0.1:1" } }));
+  writeFileSync(broken, JSON.stringify({ ...config, identityFile: join(home, "nowhere.json") }));
   const bad = await run(broken);
   assert.equal(bad.code, ExitCode.Unavailable);
-  const failed = Object.fromEntries((JSON.parse(bad.stdout) as { name: string; ok: boolean; detail: string }[]).filter((c) => !c.ok).map((c) => [c.name, c.detail]));
-  assert.deepEqual(Object.keys(failed), ["identity", "controller"]);
+  const failed = failures(bad);
+  assert.deepEqual(Object.keys(failed), ["identity", "login", "bind"]);
   assert.match(failed.identity!, /cannot read the Ziti identity .*nowhere\.json.*enrol one/);
-  assert.match(failed.controller!, /cannot reach the Ziti controller .*is it running/);
+  assert.match(failed.login!, /cannot load identity .*nowhere\.json/);
+
+  // An identity whose controller is not there: the real cause, not a refusal.
+  const away = join(home, "away-identity.json");
+  writeFileSync(away, JSON.stringify({ ...JSON.parse(readFileSync(config.identityFile, "utf8")), ztAPI: "https://127.0.0.1:1/edge/client/v1" }), { mode: 0o600 });
+  const awayConfig = join(home, "away-daemon.json");
+  writeFileSync(awayConfig, JSON.stringify({ ...config, identityFile: away }));
+  const down = failures(await run(awayConfig));
+  assert.deepEqual(Object.keys(down), ["login", "bind"]);
+  assert.match(down.login!, /cannot reach the controller at https:\/\/127\.0\.0\.1:1\S*: connection refused/);
+
+  // Another daemon's name: this identity may not bind its services.
+  const otherConfig = join(home, "other-daemon.json");
+  writeFileSync(otherConfig, JSON.stringify({ ...config, name: "elsewhere" }));
+  const other = failures(await run(otherConfig));
+  assert.deepEqual(Object.keys(other), ["bind"]);
+  assert.match(other.bind!, /service ralph-control-elsewhere is not visible to this identity.*the network's admin provisions/);
+
+  // A config of an earlier release, with admin credentials, is refused.
+  const withAdmin = join(home, "admin-daemon.json");
+  writeFileSync(withAdmin, JSON.stringify({ ...config, controller: { url: "https://127.0.0.1:1280", caFile: "/ca.pem", auth: { method: "password", username: "admin", passwordFile: "/pw" } } }));
+  const refused = await run(withAdmin);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /ralphd needs no admin credentials any more: delete the controller key, and its password file from this machine/);
+});
+
+test("the daemon holds no admin secret: nothing under its directory names the admin password or the controller, and it logs in with its own identity only", async () => {
+  const password = readFileSync(join(home, "ziti", "admin-password"), "utf8").trim();
+  assert.ok(password.length >= 16);
+  const config = JSON.parse(readFileSync(join(home, "daemon", "config.json"), "utf8")) as Record<string, unknown>;
+  assert.ok(!("controller" in config), "config.json has no controller section");
+  assert.ok(!("hostTunneler" in config));
+  const daemonDir = join(home, "daemon");
+  const isFile = (f: string) => {
+    try {
+      return statSync(f).isFile();
+    } catch {
+      return false; // gone meanwhile
+    }
+  };
+  const files = readdirSync(daemonDir, { recursive: true, encoding: "utf8" }).map((f) => join(daemonDir, f)).filter(isFile);
+  assert.ok(files.length > 3, `the daemon's files were read: ${files.length}`);
+  for (const f of files) {
+    if (!isFile(f)) continue;
+    const content = readFileSync(f);
+    assert.ok(!content.includes(password), `${f} holds no admin password`);
+    assert.ok(!content.includes("admin-password"), `${f} names no admin password file`);
+  }
+  // What ralphd runs with: its environment, and its host helper's command line.
+  const environ = (pid: number) => readFileSync(`/proc/${pid}/environ`, "utf8");
+  assert.ok(!environ(daemon.pid).includes(password));
+  const helpers = hostHelpers();
+  assert.equal(helpers.length, 1, "one host helper, on the daemon's identity");
+  const helperArgv = readFileSync(`/proc/${helpers[0]}/cmdline`, "utf8").split("\0");
+  assert.deepEqual(helperArgv.slice(1).filter(Boolean), ["-identity", network.net.daemonIdentityFile]);
+  assert.ok(!environ(helpers[0]!).includes(password));
+  // The controller sees the daemon's identity logged in, hosting the control service.
+  const mgmt = await localManagementClient();
+  try {
+    const identity = (await mgmt.getIdentity("ralph-daemon-local"))!;
+    const sessions = await mgmt.request<{ identityId?: string; identity?: { id: string } }[]>("GET", "/api-sessions?limit=500");
+    assert.ok(sessions.some((a) => (a.identityId ?? a.identity?.id) === identity.id), "the daemon's identity is logged in");
+    const control = (await mgmt.getService(controlServiceName("local")))!;
+    const terminators = await mgmt.request<{ identityId?: string; identity?: { id: string } }[]>("GET", `/services/${control.id}/terminators`);
+    assert.ok(terminators.length >= 1, "the control service is hosted");
+    const policies = await mgmt.request<{ name: string }[]>("GET", `/identities/${identity.id}/service-policies`);
+    assert.deepEqual(policies.map((p) => p.name), ["ralph-bind-local"], "its only grant is its own Bind policy");
+  } finally {
+    await mgmt.close();
+  }
 });
 
 test("a second ralphd for the same home is refused", async () => {
@@ -384,8 +478,8 @@ test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which t
   const failed = await loopStatus(orphan);
   assert.equal(failed.status, "failed");
   assert.match((failed as { reason?: string }).reason ?? "", new RegExp(`ralphd restarted and the loop's opencode \\(pid ${orphanOpencode}\\) was gone`));
-  assert.match(daemon.log(), /stopped host tunnelers left by an earlier ralphd: \d+/);
-  assert.equal(findProcesses((argv) => argv.includes("host") && argv.includes(network.net.daemonIdentityFile)).length, 1, "one host tunneler, not two");
+  await waitFor(() => hostHelpers().length === 1, { what: "exactly one ralph-ziti-host for this daemon's identity: the killed ralphd's died with it", timeoutMs: 10_000 });
+  await waitFor(async () => (await loopTerminators()).includes(id), { what: "the re-adopted loop to be hosted again", timeoutMs: 30_000 });
   await waitStatus(id, (s) => s.status === "completed", "the re-adopted loop to complete");
   const started = (await eventsOf(id)).filter((e) => e.type === "opencode.started");
   assert.equal(started.length, 1, "the same opencode server carried on after the restart");

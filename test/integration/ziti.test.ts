@@ -1,6 +1,7 @@
 // The prototype's tests, through a real OpenZiti overlay: quickstart
-// controller and router, real host and proxy tunnelers, real opencode serve
-// driven by the scripted model.
+// controller and router, the daemon's host helper on its own identity (a
+// terminator of the local daemon's loops service, as ralphd hosts a loop),
+// the client's dialer, real opencode serve driven by the scripted model.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -19,18 +20,23 @@ import { LOCAL_NAME, createMachineIdentity, localManagementClient, revokeMachine
 import { identityIdOf } from "../../src/ziti/identity-file.js";
 import { commandLineOf } from "../../src/process/proc-scan.js";
 import { isLoopbackAddress, listenersOfTree } from "../support/sockets.js";
-import { startHostTunnel, startProxyTunnel, type ProxyTunnel, type Tunnel } from "../../src/ziti/tunnel.js";
+import { startProxyTunnel, type ProxyTunnel, type Tunnel } from "../../src/ziti/tunnel.js";
+import { startZitiHost, type ZitiHost } from "../../src/ziti/host.js";
+import { controlServiceName, loopsServiceName } from "../../src/ziti/roles.js";
 import { signalGroup, pidAlive } from "../../src/process/supervisor.js";
 import { waitFor } from "../../src/util/wait.js";
 import { startTestNetwork } from "../support/ziti-network.js";
 
-const SERVICE = "ralph-loop-test-opencode";
+const SERVICE = loopsServiceName(LOCAL_NAME);
+/** The terminator (and host key) of this test's opencode on the loops service, as a loop id would be. */
+const OC = "opencode";
 const REPLY = "The overlay carried this answer.";
 let network: Awaited<ReturnType<typeof startTestNetwork>>;
 let model: ScriptedModel;
 let opencode: OpencodeServer;
 let mgmt: ManagementClient;
-let host: Tunnel;
+let host: ZitiHost;
+const extraHosts: ZitiHost[] = [];
 let proxy: ProxyTunnel;
 const extraTunnels: Tunnel[] = [];
 let auth: Record<string, string>;
@@ -43,13 +49,13 @@ before(async () => {
   opencode = await startOpencodeServer({ cwd: work, stateDir: join(work, "state"), logFile: join(work, "opencode.log"), config: scriptedModelConfig(model.baseUrl) });
   auth = { authorization: basicAuth(opencode.username, opencode.password) };
   mgmt = await localManagementClient();
-  host = await startHostTunnel({ identityFile: network.net.daemonIdentityFile, logFile: join(network.home, "host.log") });
-  await mgmt.registerService(SERVICE, { port: opencode.port, daemon: LOCAL_NAME });
-  proxy = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: SERVICE, logFile: join(network.home, "proxy.log") });
+  host = await startZitiHost({ identityFile: network.net.daemonIdentityFile, logFile: join(network.home, "host.log") });
+  await host.host(OC, SERVICE, opencode.port, OC);
+  proxy = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: SERVICE, terminator: OC, logFile: join(network.home, "proxy.log") });
 });
 
 after(async () => {
-  for (const t of [proxy, host, ...extraTunnels]) await t?.stop();
+  for (const t of [proxy, host, ...extraTunnels, ...extraHosts]) await t?.stop();
   await mgmt?.close();
   await opencode?.stop();
   await model?.close();
@@ -138,29 +144,35 @@ async function enrolledIdentity(name: string, roleAttributes: string[]): Promise
 test("an identity without a Dial policy cannot reach the service", async () => {
   const file = await enrolledIdentity("no-dial", []);
   await assert.rejects(
-    startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "nodial.log") }),
-    /service ralph-loop-test-opencode is not available to identity .*no policy lets this identity dial it/,
+    startProxyTunnel({ identityFile: file, service: SERVICE, terminator: OC, logFile: join(network.home, "nodial.log") }),
+    /service ralph-loops-local is not available to identity .*no policy lets this identity dial it/,
   );
 });
 
-test("a daemon identity hosts only its own daemon's services; a client may only dial", async () => {
+test("a daemon identity hosts only its own daemon's services; a client may only dial; revoking a daemon removes its services", async () => {
   const localId = identityIdOf(network.net.daemonIdentityFile);
   assert.equal(localId, (await mgmt.getIdentity("ralph-daemon-local"))?.id, "an identity file names its identity by its certificate");
   const serviceId = (await mgmt.getService(SERVICE))!.id;
   const terminatorsBefore = (await mgmt.terminators(serviceId)).length;
   const otherFile = join(network.home, "other-daemon.json");
+  // ralph ziti identity create other --role daemon: the identity, and its services provisioned.
   await enrollIdentity((await createMachineIdentity(mgmt, "other", "daemon")).jwt, otherFile);
   const otherId = identityIdOf(otherFile);
-  extraTunnels.push(await startHostTunnel({ identityFile: otherFile, logFile: join(network.home, "other-host.log") }));
-  // Returns once the other daemon's tunneler has bound its own service, so it
-  // has listed everything it may bind since SERVICE existed.
-  const probe = await mgmt.registerService("ralph-loop-other-probe", { port: opencode.port, daemon: "other" });
-  assert.equal((await mgmt.terminators(serviceId)).length, terminatorsBefore, "the other daemon's tunneler did not bind the local daemon's service");
+  const otherControl = (await mgmt.getService(controlServiceName("other")))!;
+  const otherHost = await startZitiHost({ identityFile: otherFile, logFile: join(network.home, "other-host.log") });
+  extraHosts.push(otherHost);
+  await otherHost.host("control", otherControl.name, opencode.port);
+  await assert.rejects(otherHost.host("intruder", SERVICE, opencode.port, "intruder"), /service ralph-loops-local is not visible to this identity/);
+  assert.equal((await mgmt.terminators(serviceId)).length, terminatorsBefore, "the other daemon did not bind the local daemon's service");
   assert.deepEqual(await mgmt.policyAdvice(otherId, serviceId), { bind: false, dial: false });
+  assert.deepEqual(await mgmt.policyAdvice(otherId, otherControl.id), { bind: true, dial: false });
   assert.deepEqual(await mgmt.policyAdvice(localId, serviceId), { bind: true, dial: false });
-  assert.deepEqual(await mgmt.policyAdvice(localId, probe.serviceId), { bind: false, dial: false }, "nor may the local daemon bind the other's");
+  assert.deepEqual(await mgmt.policyAdvice(localId, otherControl.id), { bind: false, dial: false }, "nor may the local daemon bind the other's");
   assert.deepEqual(await mgmt.policyAdvice(identityIdOf(network.net.clientIdentityFile), serviceId), { bind: false, dial: true });
-  await mgmt.deregisterService("ralph-loop-other-probe");
+  await otherHost.stop();
+  assert.equal(await revokeMachineIdentity(mgmt, "other"), true);
+  for (const name of [controlServiceName("other"), loopsServiceName("other")]) assert.equal(await mgmt.getService(name), undefined, `${name} went with the daemon's identity`);
+  assert.equal((await mgmt.listNames("service-policies")).some((p) => p.name === "ralph-bind-other"), false, "and its Bind policy");
 });
 
 test("a stream that ends by closing reaches the dialer whole, with its end", async () => {
@@ -168,10 +180,10 @@ test("a stream that ends by closing reaches the dialer whole, with its end", asy
   const body = "x".repeat(256 * 1024);
   const server = createServer((socket) => socket.end(body));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const name = "ralph-loop-test-close";
+  const key = "close";
   try {
-    await mgmt.registerService(name, { port: (server.address() as AddressInfo).port, daemon: LOCAL_NAME });
-    const p = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: name, logFile: join(network.home, "close.log"), readiness: async () => true });
+    await host.host(key, SERVICE, (server.address() as AddressInfo).port, key);
+    const p = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: SERVICE, terminator: key, logFile: join(network.home, "close.log"), readiness: async () => true });
     extraTunnels.push(p);
     const received = await new Promise<string>((resolve, reject) => {
       let data = "";
@@ -184,7 +196,7 @@ test("a stream that ends by closing reaches the dialer whole, with its end", asy
     assert.equal(received.length, body.length);
   } finally {
     server.close();
-    await mgmt.deregisterService(name);
+    await host.unhost(key);
   }
 });
 
@@ -198,12 +210,12 @@ test("the host keeps serving while clients abort many streams", async () => {
     res.on("close", () => clearInterval(t));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const name = "ralph-loop-test-streams";
+  const key = "streams";
   try {
-    await mgmt.registerService(name, { port: (server.address() as AddressInfo).port, daemon: LOCAL_NAME });
+    await host.host(key, SERVICE, (server.address() as AddressInfo).port, key);
     const failures: string[] = [];
     for (let round = 0; round < 10; round++) {
-      const p = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: name, logFile: join(network.home, "streams.log"), readiness: async () => true });
+      const p = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: SERVICE, terminator: key, logFile: join(network.home, "streams.log"), readiness: async () => true });
       await Promise.all(
         Array.from({ length: 5 }, async () => {
           try {
@@ -224,7 +236,7 @@ test("the host keeps serving while clients abort many streams", async () => {
     assert.deepEqual(failures, []);
   } finally {
     server.close();
-    await mgmt.deregisterService(name);
+    await host.unhost(key);
   }
 });
 
@@ -252,7 +264,7 @@ test("a client identity made with ralph ziti identity create works, and revoking
     e.code === 2 && /enrolment failed: the controller refused the token: it was already used/.test(e.stderr),
   );
   assert.ok(!existsSync(join(network.home, "again.json")), "a refused token leaves no identity file");
-  const p = await startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "revoked.log") });
+  const p = await startProxyTunnel({ identityFile: file, service: SERVICE, terminator: OC, logFile: join(network.home, "revoked.log") });
   extraTunnels.push(p);
   assert.equal((await fetch(`${p.url}/global/health`, { headers: auth })).status, 200);
   assert.match((await ralphCli("ziti", "identity", "revoke", "laptop")).stdout, /revoked laptop/);
@@ -267,7 +279,7 @@ test("a client identity made with ralph ziti identity create works, and revoking
     },
     { what: "the revoked identity to lose access", timeoutMs: 60_000, intervalMs: 500 },
   );
-  await assert.rejects(startProxyTunnel({ identityFile: file, service: SERVICE, logFile: join(network.home, "revoked-again.log") }), /controller refused this identity/);
+  await assert.rejects(startProxyTunnel({ identityFile: file, service: SERVICE, terminator: OC, logFile: join(network.home, "revoked-again.log") }), /controller refused this identity/);
   await assert.rejects(ralphCli("ziti", "identity", "revoke", "laptop"), (e: { code: number; stderr: string }) => e.code === 5 && /no identity named "laptop"/.test(e.stderr));
 });
 
@@ -316,10 +328,10 @@ test("the management client logs in with an admin certificate too, and renews an
   }
 });
 
-test("a killed host tunneler is restarted and traffic recovers", async () => {
+test("a killed host helper is restarted, hosts again and traffic recovers", async () => {
   const before = host.pid();
   signalGroup(before, "SIGKILL");
-  await waitFor(() => host.restarts() >= 1 && host.pid() !== before && pidAlive(host.pid()), { what: "the host tunneler to restart", timeoutMs: 30_000 });
+  await waitFor(() => host.restarts() >= 1 && host.pid() !== before && pidAlive(host.pid()), { what: "the host helper to restart", timeoutMs: 30_000 });
   await waitFor(async () => (await viaProxy("/global/health", { signal: AbortSignal.timeout(3000) })).status === 200, { what: "traffic to recover", timeoutMs: 60_000, intervalMs: 300 });
 });
 
@@ -339,8 +351,16 @@ test("ralph ziti status and up through the CLI reuse the running network", async
   assert.equal(status.running, true);
   assert.ok(status.services.includes(SERVICE));
   assert.ok(status.identities.some((i) => i.name === "ralph-daemon-local"));
+  // A daemon config of an earlier release named the admin credentials: up takes them out and keeps the rest.
+  const daemonConfig = join(network.home, "daemon", "config.json");
+  const current = JSON.parse(readFileSync(daemonConfig, "utf8")) as Record<string, unknown>;
+  assert.ok(!("controller" in current) && !("hostTunneler" in current), "up writes a daemon config without admin credentials");
+  const old = { ...current, maxConcurrentLoops: 3, controller: { ...network.net.controller }, hostTunneler: "ziti" };
+  writeFileSync(daemonConfig, JSON.stringify(old), { mode: 0o600 });
   const up = JSON.parse((await run(process.execPath, [cli, "ziti", "up", "--json"], { env })).stdout) as { pid: number };
   assert.equal(up.pid, status.pid, "a second up reuses the running network");
+  assert.deepEqual(JSON.parse(readFileSync(daemonConfig, "utf8")), { ...current, maxConcurrentLoops: 3 }, "up took the admin credentials out of the old config, and only them");
+  assert.equal(statSync(daemonConfig).mode & 0o777, 0o600);
   const argv = commandLineOf(status.pid)!.join(" ");
   assert.ok(argv.includes("quickstart"));
   assert.ok(!argv.includes("--password"), "the admin password is never on the network's command line");

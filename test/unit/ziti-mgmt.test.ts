@@ -3,16 +3,9 @@ import assert from "node:assert/strict";
 import { writeFileSync, mkdtempSync, chmodSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ZitiApiError, controllerError, serviceConfigData, servicePolicyBody } from "../../src/ziti/mgmt.js";
+import { ZitiApiError, controllerError, servicePolicyBody } from "../../src/ziti/mgmt.js";
 import { ensureZitiBinary } from "../../src/ziti/binary.js";
 import { UnavailableError } from "../../src/util/errors.js";
-import { startHostTunnel } from "../../src/ziti/tunnel.js";
-
-test("service configs always forward to IPv4 loopback and intercept the service's own name", () => {
-  const d = serviceConfigData("ralph-control-box", 4096);
-  assert.deepEqual(d.host, { protocol: "tcp", address: "127.0.0.1", port: 4096 });
-  assert.deepEqual(d.intercept, { protocols: ["tcp"], addresses: ["ralph-control-box.ziti"], portRanges: [{ low: 4096, high: 4096 }] });
-});
 
 test("policies grant by role attribute with no posture checks", () => {
   assert.deepEqual(servicePolicyBody("p", "Dial", ["#ralph-client"], ["#ralph-service"]), {
@@ -79,21 +72,6 @@ test("without Go, building ziti fails at once and says what to install", async (
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
-    rmSync(empty, { recursive: true, force: true });
-  }
-});
-
-test("choosing ziti-edge-tunnel as the host tunneler without it installed fails at once and says what to do", async () => {
-  const saved = process.env.PATH;
-  const empty = mkdtempSync(join(tmpdir(), "ralph-noedge-"));
-  try {
-    process.env.PATH = empty;
-    await assert.rejects(
-      startHostTunnel({ identityFile: join(empty, "id.json"), logFile: join(empty, "host.log"), kind: "ziti-edge-tunnel" }),
-      (e: Error) => e instanceof UnavailableError && /install it on PATH, or set hostTunneler to "ziti"/.test(e.message),
-    );
-  } finally {
-    process.env.PATH = saved;
     rmSync(empty, { recursive: true, force: true });
   }
 });

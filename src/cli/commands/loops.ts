@@ -181,10 +181,10 @@ export function registerLoopCommands(program: Command): void {
     .option(remoteOption, remoteHelp)
     .option("--print-url", "print the local URL and password, and keep the proxy open until Ctrl-C")
     .action(async (id: string, o: { remote?: string; printUrl?: boolean }) => {
-      const info = await withControlClient(o.remote, (c) => c.call<{ service: string; username: string; password: string }>("GET", `/loops/${encodeURIComponent(id)}/attach`));
+      const info = await withControlClient(o.remote, (c) => c.call<{ service: string; terminator: string; username: string; password: string }>("GET", `/loops/${encodeURIComponent(id)}/attach`));
       const { name, remote } = pickRemote(o.remote);
       const auth = "Basic " + Buffer.from(`${info.username}:${info.password}`).toString("base64");
-      const proxy = await openProxy(name, remote, info.service, async (url) => (await fetch(`${url}/global/health`, { headers: { authorization: auth }, signal: AbortSignal.timeout(3000) })).ok);
+      const proxy = await openProxy(name, remote, info.service, async (url) => (await fetch(`${url}/global/health`, { headers: { authorization: auth }, signal: AbortSignal.timeout(3000) })).ok, info.terminator);
       try {
         if (o.printUrl) {
           process.stdout.write(`${proxy.url}\n`);

@@ -31,7 +31,7 @@ export function registerZitiCommands(program: Command): void {
 
   ziti
     .command("up")
-    .description("Start (or reuse) the local OpenZiti network on 127.0.0.1 and set up the local daemon and client")
+    .description("Start (or reuse) the local OpenZiti network on 127.0.0.1, provision the local daemon's services, and set up the local daemon (its identity only, no admin credential) and client")
     .option("--json", "print the result as JSON")
     .action(async (o: { json?: boolean }) => {
       const net = await zitiUp({ onProgress: progress });
@@ -70,7 +70,7 @@ export function registerZitiCommands(program: Command): void {
   identity
     .command("create")
     .description(
-      "Create an identity for another machine and write its one-time enrolment token: a client that may dial every daemon, or the daemon NAME that may host only its own services. The other machine enrols with the token and makes its own key pair",
+      "Create an identity for another machine and write its one-time enrolment token: a client that may dial every daemon, or the daemon NAME, whose two services and Bind policy are provisioned here (it may host only those, and needs no admin credential). The other machine enrols with the token and makes its own key pair",
     )
     .argument("<name>", "identity name (for a daemon: the name in its config)")
     .addOption(new Option("--role <role>", "what it may do").choices(["client", "daemon"]).makeOptionMandatory())
@@ -112,7 +112,7 @@ export function registerZitiCommands(program: Command): void {
     });
   identity
     .command("revoke")
-    .description("Delete an identity: its holder loses access at once")
+    .description("Delete an identity: its holder loses access at once; a daemon's services and Bind policy go with it")
     .argument("<name>", "identity name")
     .action(async (name: string) => {
       const m = await localManagementClient();

@@ -9,9 +9,11 @@
 //	{"op":"host","key":"control","service":"ralph-control-NAME","port":N}
 //	{"op":"host","key":"LOOP","service":"ralph-loops-NAME","terminator":"LOOP","port":N}
 //	{"op":"unhost","key":"LOOP"}
+//	{"op":"check","key":"K","service":"ralph-loops-NAME"}
 //
 // It reports on stdout, one JSON object per line: "ready" after the login,
 // "hosted" once the controller has the terminator (dialable), "unhosted",
+// "checked" when the identity may bind the service (check hosts nothing),
 // "error" (with the key, when it concerns one), and "fatal" before exiting
 // non-zero. Its SDK's log goes to stderr. It exits when stdin ends, on
 // SIGTERM, and when its parent dies.
@@ -160,8 +162,16 @@ func (h *host) run(c command) {
 			old.close()
 		}
 		report("unhosted", map[string]any{"key": c.Key})
+	case "check":
+		if c.Service == "" {
+			reportError(c.Key, "check needs a service")
+		} else if err := h.checkBind(c.Service); err != nil {
+			reportError(c.Key, err.Error())
+		} else {
+			report("checked", map[string]any{"key": c.Key})
+		}
 	default:
-		reportError(c.Key, fmt.Sprintf("unknown op %q: use host or unhost", c.Op))
+		reportError(c.Key, fmt.Sprintf("unknown op %q: use host, unhost or check", c.Op))
 	}
 }
 
