@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Runs the suite with Node's own test runner. Unit tests run in parallel;
 // integration tests run one file at a time because each brings up real
-// processes (opencode, a ziti network) on a 2-core machine; a hung test fails
-// after 5 minutes instead of eating the CI budget.
+// processes (opencode, a ziti network) on a 2-core machine. Node applies the
+// timeout to each file as a whole too: a hung file fails after 10 minutes
+// instead of eating the CI budget (the longest takes about 5).
 import { readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
@@ -13,7 +14,7 @@ const files = (dir) =>
 
 const runs = [];
 if (which === "all" || which === "unit") runs.push({ files: files("test/unit"), concurrency: 2 });
-if (which === "all" || which === "integration") runs.push({ files: files("test/integration"), concurrency: 1, timeout: 300_000 });
+if (which === "all" || which === "integration") runs.push({ files: files("test/integration"), concurrency: 1, timeout: 600_000 });
 
 let failed = false;
 for (const run of runs) {

@@ -251,16 +251,20 @@ test("generated hostile requests each get a 4xx with a clear message and change 
   writeFileSync(decoy, "decoy-secret-7f3a\n");
   const before = await snapshot(decoy);
   const valid = { origin: `file://${project.origin}`, branch: "ralph/two", taskDir: "task" };
-  const hostileString = fc.oneof(
-    fc.constantFrom("--upload-pack=touch /tmp/pwned", "-", "ext::sh -c id", "fd::0", "../../etc", "/etc/passwd", `${decoyDir}`, "@{-1}", "HEAD@{1}", "a..b", "x\u0000y", "x\ny", "~/.ssh", "", " "),
-    fc.string({ maxLength: 40 }).map((s) => `-${s}`),
-    fc.string({ minLength: 1, maxLength: 8 }).map((s) => `${s}\u0007`),
-  );
-  const hostileValue = fc.oneof(hostileString, fc.integer({ min: -1e6, max: 0 }), fc.double({ noNaN: false }), fc.constant(null), fc.array(fc.string(), { maxLength: 3 }), fc.object({ maxDepth: 1 }), fc.boolean());
+  // Refused by their form alone. (A well-formed origin or task dir that does not exist is only found at checkout: see below.)
+  const wrongForm = fc.oneof(fc.string({ maxLength: 40 }).map((s) => `-${s}`), fc.string({ minLength: 1, maxLength: 8 }).map((s) => `${s}\u0007`), fc.constantFrom("", "x\u0000y", "x\ny"));
+  const hostileFor = {
+    origin: fc.oneof(wrongForm, fc.constantFrom("--upload-pack=touch /tmp/pwned", "ext::sh -c id", "fd::0", "/etc/passwd", decoyDir, "~/.ssh", "@{-1}", " ")),
+    branch: fc.oneof(wrongForm, fc.constantFrom("@{-1}", "HEAD@{1}", "a..b", "~/.ssh", "/etc/passwd", "../../etc", "fd::0", " ")),
+    taskDir: fc.oneof(wrongForm, fc.constantFrom("../../etc", "/etc/passwd", decoyDir, "task/../../..")),
+  };
+  const notAString = fc.oneof(fc.integer({ min: -1e6, max: 1e6 }), fc.double(), fc.constant(null), fc.array(fc.string(), { maxLength: 3 }), fc.object({ maxDepth: 1 }), fc.boolean());
   const numericField = fc.constantFrom("maxIterations", "iterationTimeoutSeconds", "stallTimeoutSeconds", "maxCostUsd", "maxTokens");
-  const hostileNumber = fc.oneof(fc.constant(-1), fc.constant(0), fc.constant(1e308), fc.constant(1.5), fc.string(), fc.constant(true));
+  // Wrong for every numeric field: not positive, over every maximum, or not a number.
+  const hostileNumber = fc.oneof(fc.constant(-1), fc.constant(0), fc.constant(1e13), fc.constant(1e308), fc.string(), fc.constant(true));
   const badStart = fc.oneof(
-    fc.record({ field: fc.constantFrom("origin", "branch", "taskDir", "model"), value: hostileValue }).map(({ field, value }) => ({ ...valid, [field]: value })),
+    fc.constantFrom("origin", "branch", "taskDir").chain((field) => hostileFor[field].map((value) => ({ ...valid, [field]: value }))),
+    fc.record({ field: fc.constantFrom("origin", "branch", "taskDir", "model"), value: notAString }).map(({ field, value }) => ({ ...valid, [field]: value })),
     fc.record({ field: numericField, value: hostileNumber }).map(({ field, value }) => ({ ...valid, [field]: value })),
     fc.record({ key: fc.string({ minLength: 1, maxLength: 10 }).filter((k) => !["origin", "branch", "taskDir", "maxIterations", "model", "iterationTimeoutSeconds", "stallTimeoutSeconds", "maxCostUsd", "maxTokens"].includes(k)), value: fc.jsonValue() }).map(({ key, value }) => ({ ...valid, [key]: value })),
     fc.constantFrom<unknown>(null, [], "x", 42, {}),
