@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { runLoop } from "../loop/engine.js";
 import type { LoopEvent } from "../loop/events.js";
@@ -288,6 +289,10 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
       await this.host.unhost(id).catch((err: unknown) => this.log(`loop ${id}: could not stop hosting its opencode: ${(err as Error).message}`));
     }
     await this.workspace.remove(worktree);
+    // What only a running loop needs: its opencode's password, and its private
+    // state (providers installed per loop, ~65 MB). The log stays for the history.
+    this.store.updateLoop(id, { opencodePassword: null, opencodeUrl: null, opencodePid: null });
+    rmSync(join(this.config.workspaceDir, "state", id, "opencode"), { recursive: true, force: true });
   }
 
   /** Non-fatal: a push that fails three times is reported, and the next iteration's or the final push tries again. */

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { ControlClient } from "../../src/client/connection.js";
 import { streamEvents, isTerminal, type DaemonEvent } from "../../src/client/events.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
@@ -111,6 +112,19 @@ test("two loops started remotely on two branches run concurrently and complete; 
     const subjects = execFileSync("git", ["--git-dir", project.origin, "log", "--format=%s", `main..${branch}`]).toString();
     assert.match(subjects, /feat: \[A2\]/);
     assert.match(subjects, /feat: \[A1\]/);
+  }
+  // An ended loop keeps its history, not its secrets or its opencode's private state.
+  const db = new Database(join(home, "daemon", "state.db"), { readonly: true });
+  try {
+    for (const id of [a, b]) {
+      const row = db.prepare("SELECT opencodePassword, opencodeUrl, opencodePid FROM loops WHERE id = ?").get(id);
+      assert.deepEqual(row, { opencodePassword: null, opencodeUrl: null, opencodePid: null }, `loop ${id}'s opencode secret is erased`);
+      const state = join(home, "daemon", "workspace", "state", id);
+      assert.ok(!existsSync(join(state, "opencode")), `loop ${id}'s opencode state is removed`);
+      assert.ok(existsSync(join(state, "opencode.log")), `loop ${id}'s opencode log stays`);
+    }
+  } finally {
+    db.close();
   }
 });
 
