@@ -128,6 +128,8 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     await validateBranch(req.branch);
     const taskDir = validateTaskDir(req.taskDir);
     const budget = this.budgetFor(req);
+    // Before any row exists: an origin, branch or task dir that is not there is refused, not a failed loop.
+    await this.workspace.fetch(req.origin, req.branch, taskDir);
     if (this.running.size >= this.config.maxConcurrentLoops) {
       throw new RpcError("busy", `the daemon is full (${this.config.maxConcurrentLoops} loops running): stop one or wait`);
     }

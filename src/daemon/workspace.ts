@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, rmSync } from "node:fs";
 import { isAbsolute, join, normalize, sep } from "node:path";
 import { execa } from "execa";
 import { ContainmentError, containedDir } from "../loop/contained.js";
@@ -62,17 +62,37 @@ export class Workspace {
     return join(this.dir, "repos", createHash("sha256").update(origin).digest("hex").slice(0, 16) + ".git");
   }
 
-  /** Fetches the origin and checks out `branch` in a new worktree for loop `id`. */
+  /**
+   * Fetches the origin into its mirror and checks that `branch` holds
+   * TASK_DIR/prd.json, before a loop is created for it. A mirror made for an
+   * origin that could not be fetched is removed again.
+   */
+  async fetch(origin: string, branch: string, taskDir: string): Promise<void> {
+    const bare = this.bareFor(origin);
+    const fresh = !existsSync(bare);
+    try {
+      if (fresh) {
+        await git(this.dir, ["init", "-q", "--bare", "--", bare], "git init");
+        await git(bare, ["remote", "add", "origin", origin], "git remote add");
+      }
+      // Into remote-tracking refs: fetching into a branch a worktree has checked out is refused.
+      await git(bare, ["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"], `git fetch ${origin}`).catch((err: Error) => {
+        throw new RpcError("invalid_request", `cannot fetch ${origin} (${err.message}): check the URL, and that this daemon may read it`);
+      });
+      const has = await execa("git", ["rev-parse", "--verify", "--quiet", `refs/remotes/origin/${branch}`], { cwd: bare, reject: false });
+      if (has.exitCode !== 0) throw new RpcError("invalid_request", `branch "${branch}" does not exist on ${origin}: push it first (ralph start does)`);
+      const prd = taskDir === "." ? "prd.json" : `${taskDir}/prd.json`;
+      const found = await execa("git", ["cat-file", "-e", `refs/remotes/origin/${branch}:${prd}`], { cwd: bare, reject: false });
+      if (found.exitCode !== 0) throw new RpcError("invalid_request", `branch "${branch}" of ${origin} has no ${prd}: commit and push it first`);
+    } catch (err) {
+      if (fresh) rmSync(bare, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Checks out `branch`, as fetched by fetch(), in a new worktree for loop `id`. */
   async checkout(id: string, origin: string, branch: string): Promise<string> {
     const bare = this.bareFor(origin);
-    if (!existsSync(bare)) {
-      await git(this.dir, ["init", "-q", "--bare", "--", bare], "git init");
-      await git(bare, ["remote", "add", "origin", origin], "git remote add");
-    }
-    // Into remote-tracking refs: fetching into a branch a worktree has checked out is refused.
-    await git(bare, ["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"], `git fetch ${origin}`);
-    const has = await execa("git", ["rev-parse", "--verify", "--quiet", `refs/remotes/origin/${branch}`], { cwd: bare, reject: false });
-    if (has.exitCode !== 0) throw new RpcError("invalid_request", `branch "${branch}" does not exist on ${origin}: push it first (ralph start does)`);
     await git(bare, ["worktree", "prune"], "git worktree prune");
     const worktree = join(this.dir, "loops", id);
     await git(bare, ["worktree", "add", "-q", "-B", branch, "--", worktree, `refs/remotes/origin/${branch}`], "git worktree add");

@@ -251,12 +251,12 @@ test("generated hostile requests each get a 4xx with a clear message and change 
   writeFileSync(decoy, "decoy-secret-7f3a\n");
   const before = await snapshot(decoy);
   const valid = { origin: `file://${project.origin}`, branch: "ralph/two", taskDir: "task" };
-  // Refused by their form alone. (A well-formed origin or task dir that does not exist is only found at checkout: see below.)
+  // Refused by their form, or because git finds nothing there.
   const wrongForm = fc.oneof(fc.string({ maxLength: 40 }).map((s) => `-${s}`), fc.string({ minLength: 1, maxLength: 8 }).map((s) => `${s}\u0007`), fc.constantFrom("", "x\u0000y", "x\ny"));
   const hostileFor = {
-    origin: fc.oneof(wrongForm, fc.constantFrom("--upload-pack=touch /tmp/pwned", "ext::sh -c id", "fd::0", "/etc/passwd", decoyDir, "~/.ssh", "@{-1}", " ")),
+    origin: fc.oneof(wrongForm, fc.constantFrom("--upload-pack=touch /tmp/pwned", "ext::sh -c id", "fd::0", "/etc/passwd", decoyDir, "~/.ssh", "@{-1}", " ", `file://${decoyDir}/no-such.git`, `file://${decoyDir}`)),
     branch: fc.oneof(wrongForm, fc.constantFrom("@{-1}", "HEAD@{1}", "a..b", "~/.ssh", "/etc/passwd", "../../etc", "fd::0", " ")),
-    taskDir: fc.oneof(wrongForm, fc.constantFrom("../../etc", "/etc/passwd", decoyDir, "task/../../..")),
+    taskDir: fc.oneof(wrongForm, fc.constantFrom("../../etc", "/etc/passwd", decoyDir, "task/../../..", "no/such/dir", "README.md", "@{-1}", " ")),
   };
   const notAString = fc.oneof(fc.integer({ min: -1e6, max: 1e6 }), fc.double(), fc.constant(null), fc.array(fc.string(), { maxLength: 3 }), fc.object({ maxDepth: 1 }), fc.boolean());
   const numericField = fc.constantFrom("maxIterations", "iterationTimeoutSeconds", "stallTimeoutSeconds", "maxCostUsd", "maxTokens");

@@ -396,6 +396,11 @@ test("refused requests get a clear error and change nothing", async () => {
     await refused({ ...ok, taskDir: "/etc" }, /leaves the repository/);
     await refused({ ...ok, sneaky: true }, /Unrecognized key/);
     await refused({ ...ok, maxIterations: -1 }, /maxIterations/);
+    const mirrors = readdirSync(join(home, "daemon", "workspace", "repos")).sort();
+    await refused({ ...ok, origin: `file://${projectRoot}/no-such-origin.git` }, /cannot fetch file:\/\/.*no-such-origin\.git \(.*\): check the URL, and that this daemon may read it/);
+    assert.deepEqual(readdirSync(join(home, "daemon", "workspace", "repos")).sort(), mirrors, "no mirror is left for an origin that could not be fetched");
+    await refused({ ...ok, branch: "ralph/never-pushed" }, /branch "ralph\/never-pushed" does not exist on/);
+    await refused({ ...ok, taskDir: "no/such/task" }, /branch "ralph\/one" of file:\/\/.* has no no\/such\/task\/prd\.json: commit and push it first/);
     await refused({ ...ok, taskDir: "x".repeat(70 * 1024) }, /over 65536 bytes/);
     const res = await fetch(`${client.url}/loops`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
     assert.equal(res.status, 400);

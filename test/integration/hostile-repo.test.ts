@@ -174,7 +174,21 @@ async function assertDaemonLeaksNothing(client: ControlClient, id: string): Prom
   assert.deepEqual(filesHolding(home, decoys.marks), [], "nothing in RALPH_HOME (state DB, workspace, logs) holds the secret");
 }
 
-for (const link of HOSTILE_LINKS) {
+test("ralphd refuses a task dir that is a symbolic link before any loop exists: git sees no prd.json under it", async () => {
+  const before = decoys.state();
+  await startDaemon();
+  const client = await ControlClient.open();
+  try {
+    const count = (await client.call<{ loops: unknown[] }>("GET", "/loops")).loops.length;
+    await assert.rejects(startLoop(client, "task dir"), (e: Error & { exitCode?: number }) => /has no tasks\/evil\/prd\.json: commit and push it first/.test(e.message) && e.exitCode === ExitCode.InvalidInput);
+    assert.equal((await client.call<{ loops: unknown[] }>("GET", "/loops")).loops.length, count, "no loop was created");
+  } finally {
+    await client.close();
+  }
+  assertDecoysUntouched(before);
+});
+
+for (const link of HOSTILE_LINKS.filter((l) => l !== "task dir")) {
   test(`ralphd fails a loop whose ${link} leads out of its worktree, naming the file, reading and writing nothing outside it`, async () => {
     const before = decoys.state();
     await startDaemon();
