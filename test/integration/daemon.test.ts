@@ -490,7 +490,6 @@ test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which t
   await new Promise((res) => daemon.child.once("exit", res));
   signalGroup(orphanOpencode, "SIGKILL");
   await waitFor(() => !pidAlive(orphanOpencode), { what: "the killed opencode to be gone", timeoutMs: 10_000 });
-  model.setScript({ kind: "ralph-agent" });
   daemon = await startRalphd(home);
   assert.match(daemon.log(), new RegExp(`re-adopted running loops: ${id}`));
   assert.match(daemon.log(), new RegExp(`marked failed \\(their opencode was gone\\): ${orphan}`));
@@ -499,6 +498,8 @@ test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which t
   assert.match((failed as { reason?: string }).reason ?? "", new RegExp(`ralphd restarted and the loop's opencode \\(pid ${orphanOpencode}\\) was gone`));
   await waitFor(() => hostHelpers().length === 1, { what: "exactly one ralph-ziti-host for this daemon's identity: the killed ralphd's died with it", timeoutMs: 10_000 });
   await waitFor(async () => (await loopTerminators()).includes(id), { what: "the re-adopted loop to be hosted again", timeoutMs: 30_000 });
+  // Only now may the loop finish: a finished loop is no longer hosted.
+  model.setScript({ kind: "ralph-agent" });
   await waitStatus(id, (s) => s.status === "completed", "the re-adopted loop to complete");
   const started = (await eventsOf(id)).filter((e) => e.type === "opencode.started");
   assert.equal(started.length, 1, "the same opencode server carried on after the restart");

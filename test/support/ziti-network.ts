@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { zitiDown, zitiUp, type LocalNetwork } from "../../src/ziti/network.js";
@@ -13,7 +13,12 @@ export async function startTestNetwork(prefix: string): Promise<{ home: string; 
     net,
     stop: async () => {
       process.env.RALPH_HOME = home;
-      await zitiDown();
+      // A network that died under a test says why, before its home is gone.
+      if (!(await zitiDown())) {
+        const log = join(home, "ziti", "quickstart.log");
+        const tail = existsSync(log) ? readFileSync(log, "utf8").split("\n").slice(-60).join("\n") : "(no log)";
+        process.stderr.write(`the test network had stopped by itself; the end of its log:\n${tail}\n`);
+      }
       rmSync(home, { recursive: true, force: true });
     },
   };
