@@ -14,7 +14,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -27,11 +26,9 @@ import (
 
 	"github.com/openziti/sdk-golang/ziti"
 
+	"ralph-remote/ziti-build/internal/jsonlines"
 	"ralph-remote/ziti-build/internal/zitilogin"
 )
-
-var out = json.NewEncoder(os.Stdout)
-var outLock sync.Mutex
 
 // dialLock serialises dials. With the API-session login, two first dials at
 // once each opened a connection to the router, and the SDK closed one of
@@ -39,15 +36,8 @@ var outLock sync.Mutex
 // requests on a fresh dialer failed every few runs. A dial takes ~10 ms.
 var dialLock sync.Mutex
 
-func report(event string, fields map[string]any) {
-	fields["event"] = event
-	outLock.Lock()
-	defer outLock.Unlock()
-	_ = out.Encode(fields)
-}
-
 func fatal(message string, err error) {
-	report("fatal", map[string]any{"message": message + ": " + err.Error()})
+	jsonlines.Report("fatal", map[string]any{"message": message + ": " + err.Error()})
 	os.Exit(2)
 }
 
@@ -68,7 +58,7 @@ func main() {
 		os.Exit(64)
 	}
 	if host, _, err := net.SplitHostPort(*listen); err != nil || !net.ParseIP(host).IsLoopback() {
-		report("fatal", map[string]any{"message": "--listen must be a loopback address, e.g. 127.0.0.1:0"})
+		jsonlines.Report("fatal", map[string]any{"message": "--listen must be a loopback address, e.g. 127.0.0.1:0"})
 		os.Exit(64)
 	}
 
@@ -86,7 +76,7 @@ func main() {
 	if err != nil {
 		fatal("cannot listen on "+*listen, err)
 	}
-	report("listening", map[string]any{"address": ln.Addr().String()})
+	jsonlines.Report("listening", map[string]any{"address": ln.Addr().String()})
 	go watchService(ctx, *service)
 
 	stop := make(chan os.Signal, 1)
@@ -121,7 +111,7 @@ func watchService(ctx ziti.Context, service string) {
 		}
 		if available != known {
 			known = available
-			report("service", map[string]any{"name": service, "available": available == 1})
+			jsonlines.Report("service", map[string]any{"name": service, "available": available == 1})
 		}
 		time.Sleep(time.Second)
 	}
@@ -134,7 +124,7 @@ func forward(ctx ziti.Context, service, terminator string, conn net.Conn) {
 	zconn, err := ctx.DialWithOptions(service, &ziti.DialOptions{ConnectTimeout: 10 * time.Second, Identity: terminator})
 	dialLock.Unlock()
 	if err != nil {
-		report("dial-error", map[string]any{"message": err.Error()})
+		jsonlines.Report("dial-error", map[string]any{"message": err.Error()})
 		return
 	}
 	defer zconn.Close()

@@ -59,29 +59,20 @@ import (
 	"github.com/openziti/sdk-golang/ziti"
 	"github.com/openziti/sdk-golang/ziti/edge"
 
+	"ralph-remote/ziti-build/internal/jsonlines"
 	"ralph-remote/ziti-build/internal/zitilogin"
 )
-
-var out = json.NewEncoder(os.Stdout)
-var outLock sync.Mutex
-
-func report(event string, fields map[string]any) {
-	fields["event"] = event
-	outLock.Lock()
-	defer outLock.Unlock()
-	_ = out.Encode(fields)
-}
 
 func reportError(key, message string) {
 	fields := map[string]any{"message": message}
 	if key != "" {
 		fields["key"] = key
 	}
-	report("error", fields)
+	jsonlines.Report("error", fields)
 }
 
 func fatal(message string) {
-	report("fatal", map[string]any{"message": message})
+	jsonlines.Report("fatal", map[string]any{"message": message})
 	os.Exit(2)
 }
 
@@ -161,14 +152,14 @@ func (h *host) run(c command) {
 		if old := h.take(c.Key); old != nil {
 			old.close()
 		}
-		report("unhosted", map[string]any{"key": c.Key})
+		jsonlines.Report("unhosted", map[string]any{"key": c.Key})
 	case "check":
 		if c.Service == "" {
 			reportError(c.Key, "check needs a service")
 		} else if err := h.checkBind(c.Service); err != nil {
 			reportError(c.Key, err.Error())
 		} else {
-			report("checked", map[string]any{"key": c.Key})
+			jsonlines.Report("checked", map[string]any{"key": c.Key})
 		}
 	default:
 		reportError(c.Key, fmt.Sprintf("unknown op %q: use host, unhost or check", c.Op))
@@ -231,7 +222,7 @@ func (h *host) host(c command) error {
 	h.lock.Lock()
 	h.hosted[c.Key] = hs
 	h.lock.Unlock()
-	report("hosted", map[string]any{"key": c.Key})
+	jsonlines.Report("hosted", map[string]any{"key": c.Key})
 	go h.accept(c.Key, hs)
 	return nil
 }
@@ -336,7 +327,7 @@ func main() {
 		fatal(err.Error())
 	}
 	h := &host{identityFile: *identity, main: ctx, hosted: map[string]*hosting{}, queues: map[string]chan command{}}
-	report("ready", map[string]any{})
+	jsonlines.Report("ready", map[string]any{})
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
