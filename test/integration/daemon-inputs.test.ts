@@ -11,12 +11,11 @@ import fc from "fast-check";
 import { localManagementClient } from "../../src/ziti/network.js";
 import { ControlClient } from "../../src/client/connection.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
-import { scriptedModelConfig } from "../../src/model/opencode-config.js";
 import { findProcesses } from "../../src/process/proc-scan.js";
 import { waitFor } from "../../src/util/wait.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { startTestNetwork } from "../support/ziti-network.js";
-import { cli, makeProject, ralph, ralphdScript, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
+import { cli, makeProject, ralph, ralphdScript, offerScriptedModel, startRalphd } from "../support/daemon-harness.js";
 import { gitEnv } from "../support/loop-fixtures.js";
 
 let network: Awaited<ReturnType<typeof startTestNetwork>>;
@@ -48,9 +47,7 @@ before(async () => {
   network = await startTestNetwork("ralph-inputs");
   home = network.home;
   model = await startScriptedModel({ script: { kind: "ralph-agent" } });
-  const opencodeConfigFile = join(home, "daemon-opencode.json");
-  writeFileSync(opencodeConfigFile, JSON.stringify(scriptedModelConfig(model.baseUrl)));
-  setDaemonConfig(home, { maxConcurrentLoops: 2, opencodeConfigFile });
+  offerScriptedModel(home, model.baseUrl, { maxConcurrentLoops: 2 });
   projectRoot = mkdtempSync(join(tmpdir(), "ralph-project-"));
   project = makeProject(projectRoot, ["ralph/one", "ralph/two"]);
   daemon = await startRalphd(home);

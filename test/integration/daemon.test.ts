@@ -14,7 +14,7 @@ import { streamEvents, isTerminal, type DaemonEvent } from "../../src/client/eve
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { pidAlive, signalGroup } from "../../src/process/supervisor.js";
 import { findProcesses } from "../../src/process/proc-scan.js";
-import { SCRIPTED_MODEL_ID, scriptedModelConfig } from "../../src/model/opencode-config.js";
+import { SCRIPTED_MODEL_ID } from "../../src/model/opencode-config.js";
 import type { Catalog } from "../../src/daemon/catalog.js";
 import { controlServiceName, loopsServiceName } from "../../src/ziti/roles.js";
 import { enrollIdentity } from "../../src/ziti/enroll.js";
@@ -22,7 +22,7 @@ import { localManagementClient } from "../../src/ziti/network.js";
 import { waitFor } from "../../src/util/wait.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { startTestNetwork } from "../support/ziti-network.js";
-import { cli, makeProject, ralph, ralphdScript, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
+import { cli, makeProject, ralph, ralphdScript, offerScriptedModel, startRalphd } from "../support/daemon-harness.js";
 import { gitEnv } from "../support/loop-fixtures.js";
 import { bindsInStrace, isLoopbackAddress, isLoopbackBind, listenersOfTree } from "../support/sockets.js";
 
@@ -39,10 +39,7 @@ before(async () => {
   network = await startTestNetwork("ralph-daemon");
   home = network.home;
   model = await startScriptedModel({ script: { kind: "ralph-agent" } });
-  // The daemon offers the scripted model to every loop, as an operator would a real provider.
-  const opencodeConfigFile = join(home, "daemon-opencode.json");
-  writeFileSync(opencodeConfigFile, JSON.stringify(scriptedModelConfig(model.baseUrl)));
-  setDaemonConfig(home, { maxConcurrentLoops: 2, opencodeConfigFile });
+  offerScriptedModel(home, model.baseUrl, { maxConcurrentLoops: 2 });
   projectRoot = mkdtempSync(join(tmpdir(), "ralph-project-"));
   project = makeProject(projectRoot, ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine", "ralph/ten", "ralph/eleven"]);
   daemon = await startRalphd(home);

@@ -10,12 +10,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LoopSummary } from "../../src/daemon/rpc.js";
 import { SCRIPTED_QUESTION, startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
-import { scriptedModelConfig } from "../../src/model/opencode-config.js";
 import { NO_HUMAN } from "../../src/opencode/session.js";
 import { waitFor } from "../../src/util/wait.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { startTestNetwork } from "../support/ziti-network.js";
-import { makeProject, ralph, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
+import { makeProject, ralph, offerScriptedModel, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
 import { COST_PER_ANSWER, TEST_PRICE, TOKENS_PER_ANSWER, gitEnv } from "../support/loop-fixtures.js";
 import { deadPort, startReceiver, type Received } from "../support/http-receiver.js";
 
@@ -34,17 +33,19 @@ before(async () => {
   home = network.home;
   model = await startScriptedModel({ script: { kind: "ralph-agent" } });
   receiver = await startReceiver();
-  const opencodeConfigFile = join(home, "daemon-opencode.json");
-  writeFileSync(opencodeConfigFile, JSON.stringify(scriptedModelConfig(model.baseUrl, TEST_PRICE)));
-  setDaemonConfig(home, {
-    maxConcurrentLoops: 2,
-    opencodeConfigFile,
-    budget: { maxCostUsd: 1 },
-    notify: [
-      { kind: "webhook", name: "hook", url: `${receiver.url}/hook` },
-      { kind: "ntfy", url: `${receiver.url}/ralph-topic`, token: NTFY_TOKEN, events: ["completed", "budget", "asked"] },
-    ],
-  });
+  offerScriptedModel(
+    home,
+    model.baseUrl,
+    {
+      maxConcurrentLoops: 2,
+      budget: { maxCostUsd: 1 },
+      notify: [
+        { kind: "webhook", name: "hook", url: `${receiver.url}/hook` },
+        { kind: "ntfy", url: `${receiver.url}/ralph-topic`, token: NTFY_TOKEN, events: ["completed", "budget", "asked"] },
+      ],
+    },
+    TEST_PRICE,
+  );
   projectRoot = mkdtempSync(join(tmpdir(), "ralph-unattended-"));
   project = makeProject(projectRoot, ["ralph/cost", "ralph/budget", "ralph/ask", "ralph/say", "ralph/ceiling"]);
   daemon = await startRalphd(home);

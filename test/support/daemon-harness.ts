@@ -2,6 +2,7 @@ import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { scriptedModelConfig, type ModelPrice } from "../../src/model/opencode-config.js";
 import { waitFor } from "../../src/util/wait.js";
 import { git } from "./loop-fixtures.js";
 
@@ -33,6 +34,16 @@ export async function startRalphd(home: string): Promise<{ child: ChildProcess; 
   });
   writeFileSync(logFile, out);
   return { child, pid: child.pid!, log };
+}
+
+/**
+ * The daemon offers the scripted model to every loop, as an operator would a
+ * real provider, through its opencode config; `patch` sets the rest.
+ */
+export function offerScriptedModel(home: string, baseUrl: string, patch: Record<string, unknown> = {}, price?: ModelPrice): void {
+  const opencodeConfigFile = join(home, "daemon-opencode.json");
+  writeFileSync(opencodeConfigFile, JSON.stringify(scriptedModelConfig(baseUrl, price)));
+  setDaemonConfig(home, { ...patch, opencodeConfigFile });
 }
 
 export function setDaemonConfig(home: string, patch: Record<string, unknown>): void {
