@@ -127,7 +127,7 @@ export async function runOverlayBench(opts: { requests: number; home: string; ne
         "Request latency, new connection per request (ms)\n" + table([["direct", fresh.direct!], ["overlay", fresh.overlay!]], fresh.direct!),
         "Request latency, keep-alive (ms)\n" + table([["direct", ka.direct!], ["overlay", ka.overlay!]], ka.direct!),
         "SSE event latency, session.created (ms)\n" + table([["direct", sse.direct!], ["overlay", sse.overlay!]], sse.direct!),
-        `Registration to first successful dial through a running proxy: median ${dial.p50_ms.toFixed(0)} ms (min ${dial.min_ms.toFixed(0)}, max ${dial.max_ms.toFixed(0)}, n=${dial.n})`,
+        `Hosting a loop terminator to its first successful dial through a running proxy: median ${dial.p50_ms.toFixed(0)} ms (min ${dial.min_ms.toFixed(0)}, max ${dial.max_ms.toFixed(0)}, n=${dial.n})`,
       ],
     };
   } finally {
