@@ -77,7 +77,7 @@ export class ControlClient {
     return this.proxy.stop();
   }
 
-  async call<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+  async call<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
     const res = await fetch(this.proxy.url + path, {
       method,
       headers: body === undefined ? {} : { "content-type": "application/json" },

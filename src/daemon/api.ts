@@ -10,6 +10,7 @@ import { MAX_FOLLOWERS, summaryOf, type LoopManager } from "./manager.js";
 import type { Notifier } from "./notify.js";
 import { RpcError, SayRequestSchema, StartLoopRequestSchema, httpStatusFor, type ErrorCode } from "./rpc.js";
 import type { Store, StoredEvent } from "./store.js";
+import type { DiskUsage } from "./disk.js";
 
 const MAX_BODY = 64 * 1024;
 
@@ -22,6 +23,8 @@ export interface Health {
   followers: { active: number; max: number };
   load: number[];
   memory: { rssBytes: number };
+  /** The daemon's worktrees, mirrors and state on disk, as last measured; null before the first measurement. */
+  disk: DiskUsage | null;
   versions: { ralph: string; node: string; ziti: string; opencode: string };
 }
 
@@ -80,6 +83,7 @@ export function controlApi(deps: { manager: LoopManager; store: Store; notifier:
       followers: { active: manager.followers(), max: MAX_FOLLOWERS },
       load: loadavg(),
       memory: { rssBytes: process.memoryUsage().rss },
+      disk: manager.diskUsage(),
       versions: { ralph: VERSION, node: process.version, ziti: ZITI_VERSION, opencode: await opencodeVersion() },
     }),
   );
@@ -92,6 +96,12 @@ export function controlApi(deps: { manager: LoopManager; store: Store; notifier:
   app.post("/loops", limitBody, async (c) => c.json({ loop: await manager.start(await bodyOf(c, StartLoopRequestSchema)) }, 201));
 
   app.post("/loops/:id/stop", async (c) => c.json({ loop: await manager.stop(c.req.param("id")) }));
+
+  /** Forgets a finished loop: its worktree, log, record and events. */
+  app.delete("/loops/:id", async (c) => c.json(await manager.remove(c.req.param("id"))));
+
+  /** Applies the retention period now. */
+  app.post("/prune", async (c) => c.json(await manager.prune()));
 
   app.post("/loops/:id/say", limitBody, async (c) => c.json(manager.say(c.req.param("id"), (await bodyOf(c, SayRequestSchema)).text)));
 

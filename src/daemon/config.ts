@@ -48,6 +48,16 @@ export const DaemonConfigSchema = z.strictObject({
   stallTimeoutSeconds: z.number().int().min(5).max(24 * 3600).default(300),
   /** How loops answer opencode's permission requests; nobody is there to. Questions always get "no human is available". */
   permissionPolicy: z.enum(["reject", "allow"]).default("reject"),
+  /**
+   * URL prefixes origins must start with (e.g. "https://github.com/acme/");
+   * omitted: any file://, https://, ssh:// or scp-style origin. file://
+   * origins inside the workspace or RALPH_HOME are refused regardless.
+   */
+  allowedOrigins: z.array(z.string().min(1)).min(1).optional(),
+  /** How long a finished loop's worktree and opencode log stay for inspection before pruning removes them. */
+  retention: z.strictObject({ worktreeDays: z.number().min(0).max(3650).default(7) }).default({ worktreeDays: 7 }),
+  /** How often the daemon compares its Ziti registrations with its running loops (also at start). */
+  reconcileIntervalSeconds: z.number().int().min(5).max(86_400).default(300),
   /** Where the daemon reports loops that end, stall or ask. */
   notify: z.array(NotifyTargetSchema).default([]),
 });

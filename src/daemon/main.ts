@@ -25,6 +25,15 @@ export function runningDaemonPid(): number | undefined {
   return pidAlive(pid) && commandLineOf(pid)?.some((a) => /ralphd/.test(a)) ? pid : undefined;
 }
 
+const PRUNE_MS = 60 * 60_000;
+
+/** Runs `task` now and every `ms`, logging (not throwing) its failures. */
+function every(ms: number, task: () => Promise<unknown>, what: string, log: (line: string) => void): NodeJS.Timeout {
+  const run = () => void task().catch((err: unknown) => log(`${what} failed: ${(err as Error).message}`));
+  run();
+  return setInterval(run, ms).unref();
+}
+
 /** Runs the daemon until SIGTERM/SIGINT. */
 export async function runDaemon(config: DaemonConfig, log: (line: string) => void): Promise<void> {
   const other = runningDaemonPid();
@@ -56,6 +65,11 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
   if (failed.length) log(`marked failed (their opencode was gone): ${failed.join(", ")}`);
   writeFileSync(runtimeFile(), JSON.stringify({ pid: process.pid, port, service }) + "\n", { mode: 0o600 });
   log(`ralphd ${config.name} ready: control service ${service} -> 127.0.0.1:${port}`);
+  // Housekeeping now and then periodically: a failure is logged, never fatal.
+  const housekeeping = [
+    every(config.reconcileIntervalSeconds * 1000, () => manager.reconcile(), "reconciling Ziti registrations", log),
+    every(PRUNE_MS, () => manager.prune(), "pruning finished loops", log),
+  ];
 
   await new Promise<void>((resolve) => {
     const shutdown = (sig: string) => {
@@ -65,6 +79,7 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
     process.once("SIGTERM", () => shutdown("SIGTERM"));
     process.once("SIGINT", () => shutdown("SIGINT"));
   });
+  for (const timer of housekeeping) clearInterval(timer);
   await manager.stopAll();
   // Loops that ended just now are reported before we go.
   await notifier.close();

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { ralphHome } from "../config/paths.js";
 import { runLoop } from "../loop/engine.js";
 import type { LoopEvent } from "../loop/events.js";
 import { adoptOpencodeServer, startOpencodeServer, OPENCODE_USERNAME, type OpencodeServer } from "../opencode/server.js";
@@ -16,7 +17,10 @@ import { notificationFor } from "./loop-notifications.js";
 import type { Notifier } from "./notify.js";
 import { RpcError, type LoopSummary, type StartLoopRequest } from "./rpc.js";
 import { ACTIVE_STATES, type LoopRow, type LoopState, type Store, type StoredEvent } from "./store.js";
-import { Workspace, resolveTaskDirIn, validateBranch, validateOrigin, validateTaskDir } from "./workspace.js";
+import { Workspace, resolveTaskDirIn, validateBranch, validateTaskDir } from "./workspace.js";
+import { checkOrigin, type OriginPolicy } from "./origins.js";
+import { Retention, type PruneResult } from "./retention.js";
+import { DiskGauge, type DiskUsage } from "./disk.js";
 
 export function summaryOf(row: LoopRow): LoopSummary {
   const { worktree: _w, opencodeUrl: _u, opencodePid: _p, opencodePassword: _pw, ...rest } = row;
@@ -46,12 +50,17 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   private catalogCache: { at: number; value: Promise<Catalog> } | undefined;
   /** Each loop's latest hosting of its opencode for attach (true once dialable), still running or done. */
   private readonly hostings = new Map<string, Promise<boolean>>();
+  private readonly origins: OriginPolicy;
+  /** Origins of loops being started, counted: their mirror is in use before their row exists. */
+  private readonly startingOrigins = new Map<string, number>();
+  private readonly retention: Retention;
+  private readonly disk: DiskGauge;
 
   constructor(
     private readonly config: DaemonConfig,
     private readonly store: Store,
     /** Hosts each loop's opencode as the terminator named by its id on the daemon's loops service. */
-    private readonly host: Pick<ZitiHost, "host" | "unhost">,
+    private readonly host: Pick<ZitiHost, "host" | "unhost" | "hosted" | "terminators">,
     private readonly log: (line: string) => void,
     private readonly notifier: Notifier,
   ) {
@@ -59,6 +68,10 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     this.setMaxListeners(MAX_FOLLOWERS);
     this.workspace = new Workspace(config.workspaceDir);
     this.settings = opencodeSettings(config);
+    this.origins = { allowed: config.allowedOrigins, forbiddenDirs: [config.workspaceDir, ralphHome()] };
+    const stateDir = join(config.workspaceDir, "state");
+    this.retention = new Retention(store, this.workspace, stateDir, config.retention.worktreeDays, () => this.startingOrigins.keys(), log);
+    this.disk = new DiskGauge({ worktrees: this.workspace.worktreesDir, mirrors: this.workspace.mirrorsDir, state: [stateDir, join(ralphHome(), "daemon")] });
   }
 
   list(): LoopSummary[] {
@@ -124,10 +137,21 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   }
 
   async start(req: StartLoopRequest): Promise<LoopSummary> {
-    validateOrigin(req.origin);
+    checkOrigin(req.origin, this.origins);
     await validateBranch(req.branch);
     const taskDir = validateTaskDir(req.taskDir);
     const budget = this.budgetFor(req);
+    this.startingOrigins.set(req.origin, (this.startingOrigins.get(req.origin) ?? 0) + 1);
+    try {
+      return await this.create(req, taskDir, budget);
+    } finally {
+      const n = this.startingOrigins.get(req.origin)! - 1;
+      if (n > 0) this.startingOrigins.set(req.origin, n);
+      else this.startingOrigins.delete(req.origin);
+    }
+  }
+
+  private async create(req: StartLoopRequest, taskDir: string, budget: ReturnType<LoopManager["budgetFor"]>): Promise<LoopSummary> {
     // Before any row exists: an origin, branch or task dir that is not there is refused, not a failed loop.
     await this.workspace.fetch(req.origin, req.branch, taskDir);
     if (this.running.size >= this.config.maxConcurrentLoops) {
@@ -170,6 +194,49 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     if (!this.running.has(id)) throw new RpcError("conflict", `loop ${id} is not running (it is ${row.status}): guidance goes only to a running loop`);
     const pending = this.store.addGuidance(id, text);
     return { loopId: id, pending };
+  }
+
+  /** Forgets a finished loop now: its worktree, log, record and events ('ralph rm'). */
+  async remove(id: string): Promise<PruneResult> {
+    const row = this.get(id);
+    if (this.running.has(id) || ACTIVE_STATES.includes(row.status)) throw new RpcError("conflict", `loop ${id} is ${row.status}: stop it first ('ralph stop ${id}')`);
+    const result = await this.retention.forget(row);
+    void this.disk.measure().catch(() => undefined);
+    return result;
+  }
+
+  /** Applies the retention period now: worktrees and logs of loops finished longer ago, and mirrors no loop uses. */
+  async prune(): Promise<PruneResult> {
+    const result = await this.retention.prune();
+    void this.disk.measure().catch(() => undefined);
+    return result;
+  }
+
+  /** The disk the daemon uses, as last measured (measured again in the background when stale). */
+  diskUsage(): DiskUsage | null {
+    return this.disk.current();
+  }
+
+  /**
+   * Compares the daemon's Ziti registrations with its running loops. A loop
+   * hosting that no running loop owns is removed. A terminator the controller
+   * still lists for no running loop is reported: only the controller can
+   * delete it, which it does once it finds its host gone (about 30 s after
+   * it comes back, measured).
+   */
+  async reconcile(): Promise<{ unhosted: string[]; stale: string[] }> {
+    const unhosted: string[] = [];
+    for (const key of this.host.hosted()) {
+      if (this.running.has(key) || !this.store.getLoop(key)) continue;
+      await this.host.unhost(key);
+      this.hostings.delete(key);
+      this.log(`reconcile: stopped hosting loop ${key}: it is not running`);
+      unhosted.push(key);
+    }
+    const service = loopsServiceName(this.config.name);
+    const stale = (await this.host.terminators(service)).filter((id) => !this.running.has(id));
+    for (const id of stale) this.log(`reconcile: the controller still lists terminator ${id} of ${service}, which no running loop owns; it removes it once it finds its host gone`);
+    return { unhosted, stale };
   }
 
   /** Stops every loop (daemon shutdown). */
@@ -278,21 +345,22 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     } catch (err) {
       this.setStatus(id, "failed", (err as Error).message);
     } finally {
-      await this.release(id, worktree);
+      await this.release(id);
     }
   }
 
   /** What an ended loop held: its terminator for attach and its worktree. */
-  private async release(id: string, worktree: string): Promise<void> {
+  private async release(id: string): Promise<void> {
     const hosting = this.hostings.get(id);
     if (hosting) {
       await hosting;
       this.hostings.delete(id);
       await this.host.unhost(id).catch((err: unknown) => this.log(`loop ${id}: could not stop hosting its opencode: ${(err as Error).message}`));
     }
-    await this.workspace.remove(worktree);
+    await this.workspace.detach(this.get(id).worktree).catch((err: unknown) => this.log(`loop ${id}: ${(err as Error).message}`));
     // What only a running loop needs: its opencode's password, and its private
-    // state (providers installed per loop, ~65 MB). The log stays for the history.
+    // state (providers installed per loop, ~65 MB). The worktree and log stay
+    // for inspection until the retention period ends.
     this.store.updateLoop(id, { opencodePassword: null, opencodeUrl: null, opencodePid: null });
     rmSync(join(this.config.workspaceDir, "state", id, "opencode"), { recursive: true, force: true });
   }
@@ -336,7 +404,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
         adopted.push(row.id);
       } else {
         this.setStatus(row.id, "failed", `ralphd restarted and the loop's opencode${row.opencodePid ? ` (pid ${row.opencodePid})` : ""} was gone`);
-        void this.release(row.id, row.worktree);
+        void this.release(row.id);
         failed.push(row.id);
       }
     }

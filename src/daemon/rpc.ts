@@ -51,6 +51,7 @@ export const LoopSummarySchema = z.object({
   updatedAt: z.string(),
   endedAt: z.string().nullable(),
   reason: z.string().nullable(),
+  prunedAt: z.string().nullable(),
   service: z.string().nullable(),
 });
 export type LoopSummary = z.infer<typeof LoopSummarySchema>;

@@ -29,6 +29,8 @@ export interface LoopRow {
   updatedAt: string;
   endedAt: string | null;
   reason: string | null;
+  /** When the finished loop's worktree and log were removed (retention or 'ralph rm'). */
+  prunedAt: string | null;
   service: string | null;
   opencodeUrl: string | null;
   opencodePid: number | null;
@@ -62,6 +64,8 @@ const MIGRATIONS = [
    ALTER TABLE loops ADD COLUMN maxTokens INTEGER;
    ALTER TABLE loops ADD COLUMN usage TEXT;
    CREATE TABLE guidance (id INTEGER PRIMARY KEY AUTOINCREMENT, loopId TEXT NOT NULL, text TEXT NOT NULL, createdAt TEXT NOT NULL, deliveredIteration INTEGER);`,
+  `ALTER TABLE loops ADD COLUMN prunedAt TEXT;
+   CREATE INDEX events_loop ON events (loopId, seq);`,
 ];
 
 type Columns = Omit<LoopRow, "usage"> & { usage: string | null };
@@ -126,6 +130,26 @@ export class Store {
 
   activeLoops(): LoopRow[] {
     return (this.db.prepare(`SELECT * FROM loops WHERE status IN ('starting', 'running')`).all() as Columns[]).map(fromColumns);
+  }
+
+  /** Finished loops that ended before `cutoff` (ISO time) and still have their worktree. */
+  prunable(cutoff: string): LoopRow[] {
+    return (
+      this.db.prepare(`SELECT * FROM loops WHERE status NOT IN ('starting', 'running') AND prunedAt IS NULL AND COALESCE(endedAt, updatedAt) <= ?`).all(cutoff) as Columns[]
+    ).map(fromColumns);
+  }
+
+  /** Origins whose mirror a loop still needs: running, or finished with its worktree kept. */
+  originsInUse(): Set<string> {
+    return new Set((this.db.prepare(`SELECT DISTINCT origin FROM loops WHERE prunedAt IS NULL`).all() as { origin: string }[]).map((r) => r.origin));
+  }
+
+  /** Forgets a loop: its row, events and guidance. */
+  deleteLoop(id: string): void {
+    this.db.transaction(() => {
+      for (const table of ["events", "guidance"]) this.db.prepare(`DELETE FROM ${table} WHERE loopId = ?`).run(id);
+      this.db.prepare(`DELETE FROM loops WHERE id = ?`).run(id);
+    })();
   }
 
   /** Queues the owner's guidance for a loop's next iteration; returns how many notes are pending. */

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, rmSync } from "node:fs";
-import { isAbsolute, join, normalize, sep } from "node:path";
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { basename, isAbsolute, join, normalize, sep } from "node:path";
 import { execa } from "execa";
 import { ContainmentError, containedDir } from "../loop/contained.js";
 import { isBranchName } from "../loop/git.js";
@@ -13,13 +13,6 @@ async function git(cwd: string, args: string[], what: string): Promise<string> {
   const r = await execa("git", [...PROTOCOLS, ...args], { cwd, reject: false, env: { GIT_TERMINAL_PROMPT: "0" } });
   if (r.exitCode !== 0) throw new Error(`${what} failed: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" ")}`);
   return r.stdout.trim();
-}
-
-export function validateOrigin(origin: string): void {
-  const ok = /^(file|https|ssh):\/\/[^\s]+$/.test(origin) || /^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s-][^\s]*$/.test(origin);
-  if (!ok || origin.startsWith("-")) {
-    throw new RpcError("invalid_request", `origin "${origin}" is not an allowed git URL: use file://, https://, ssh:// or user@host:path`);
-  }
 }
 
 export async function validateBranch(branch: string): Promise<void> {
@@ -95,8 +88,19 @@ export class Workspace {
     const bare = this.bareFor(origin);
     await git(bare, ["worktree", "prune"], "git worktree prune");
     const worktree = join(this.dir, "loops", id);
-    await git(bare, ["worktree", "add", "-q", "-B", branch, "--", worktree, `refs/remotes/origin/${branch}`], "git worktree add");
+    // --force: a kept worktree of a finished loop may still have the branch
+    // checked out (a daemon that died before detaching it); no running loop
+    // has it, since one loop per branch runs at a time.
+    await git(bare, ["worktree", "add", "-q", "--force", "-B", branch, "--", worktree, `refs/remotes/origin/${branch}`], "git worktree add");
     return worktree;
+  }
+
+  /**
+   * A finished loop's worktree, kept for inspection, lets go of its branch so
+   * that the next loop on it can check it out; its files stay as they are.
+   */
+  async detach(worktree: string): Promise<void> {
+    if (existsSync(worktree)) await git(worktree, ["checkout", "-q", "--detach"], "git checkout --detach");
   }
 
   /** Pushes the loop's branch back, never forcing over someone else's work; returns the commit pushed. */
@@ -106,7 +110,31 @@ export class Workspace {
     return commit;
   }
 
-  async remove(worktree: string): Promise<void> {
-    await execa("git", ["worktree", "remove", "--force", "--", worktree], { cwd: worktree, reject: false });
+  /** Removes a loop's worktree (gone already is fine) and the mirror's record of it. */
+  async removeWorktree(origin: string, worktree: string): Promise<void> {
+    // Removed as files: the worktree may hold symlinks out, which are removed, never followed.
+    rmSync(worktree, { recursive: true, force: true });
+    const bare = this.bareFor(origin);
+    if (existsSync(bare)) await git(bare, ["worktree", "prune"], "git worktree prune");
+  }
+
+  /** Removes the mirror of every origin not in `inUse`; returns how many. Synchronous, so no fetch interleaves. */
+  removeUnusedMirrors(inUse: Iterable<string>): number {
+    const keep = new Set([...inUse].map((o) => basename(this.bareFor(o))));
+    let removed = 0;
+    for (const name of readdirSync(join(this.dir, "repos"))) {
+      if (keep.has(name)) continue;
+      rmSync(join(this.dir, "repos", name), { recursive: true, force: true });
+      removed++;
+    }
+    return removed;
+  }
+
+  get worktreesDir(): string {
+    return join(this.dir, "loops");
+  }
+
+  get mirrorsDir(): string {
+    return join(this.dir, "repos");
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { homeDir, ralphHome } from "../config/paths.js";
 import { pidAlive } from "../process/supervisor.js";
@@ -21,7 +21,20 @@ const RUN_ID = /^[0-9a-f]{8}$/;
 const inboxOf = (dir: string) => join(dir, "guidance");
 const markerOf = (dir: string) => join(dir, "run.json");
 
+/** Ended runs' logs are kept this long, then removed when a new run starts. */
+const KEEP_ENDED_MS = 7 * 86_400_000;
+
+function removeOldRuns(now = Date.now()): void {
+  const root = homeDir("runs");
+  for (const name of readdirSync(root)) {
+    const dir = join(root, name);
+    if (existsSync(markerOf(dir))) continue;
+    if (now - statSync(dir).mtimeMs > KEEP_ENDED_MS) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export function registerLocalRun(taskDir: string): LocalRun {
+  removeOldRuns();
   const id = randomBytes(4).toString("hex");
   const dir = homeDir("runs", id);
   mkdirSync(inboxOf(dir), { mode: 0o700 });
@@ -39,9 +52,11 @@ export function registerLocalRun(taskDir: string): LocalRun {
         return text;
       });
     },
+    // Only the log outlives the run: opencode's state (~65 MB of providers) goes with it.
     close: () => {
       rmSync(markerOf(dir), { force: true });
       rmSync(inboxOf(dir), { recursive: true, force: true });
+      rmSync(join(dir, "opencode"), { recursive: true, force: true });
     },
   };
 }

@@ -27,6 +27,8 @@ export interface ZitiHost {
    * otherwise; hosts nothing, so it disturbs no other host of the service.
    */
   checkBind(service: string): Promise<void>;
+  /** Instance ids of the terminators the controller lists for `service` (any host's, stale ones too). */
+  terminators(service: string): Promise<string[]>;
   /** Keys hosted now, or to be hosted again after a restart. */
   hosted(): string[];
   pid(): number;
@@ -36,9 +38,10 @@ export interface ZitiHost {
 }
 
 interface HostEvent {
-  event: "ready" | "hosted" | "unhosted" | "checked" | "error" | "fatal";
+  event: "ready" | "hosted" | "unhosted" | "checked" | "terminators" | "error" | "fatal";
   key?: string;
   message?: string;
+  ids?: string[];
 }
 
 interface Spec {
@@ -47,13 +50,13 @@ interface Spec {
   terminator?: string;
 }
 
-type Op = "host" | "unhost" | "check";
+type Op = "host" | "unhost" | "check" | "terminators";
 
 interface InFlight {
   op: Op;
-  /** A check's service: it is asked again of a restarted helper. */
+  /** A check's or a listing's service: it is asked again of a restarted helper. */
   service?: string;
-  resolve: () => void;
+  resolve: (answer?: HostEvent) => void;
   reject: (err: Error) => void;
 }
 
@@ -85,7 +88,7 @@ export async function startZitiHost(opts: {
   const inFlight = new Map<string, InFlight>();
   // One operation per key at a time: the helper answers each command for a
   // key with exactly one event, so the answer to the one in flight is the next.
-  const chains = new Map<string, Promise<void>>();
+  const chains = new Map<string, Promise<unknown>>();
   const retryDelay = new Map<string, number>();
   let stopped = false;
   let restarts = 0;
@@ -99,13 +102,13 @@ export async function startZitiHost(opts: {
   };
   const command = (key: string, op: Op, service?: string): Record<string, unknown> | undefined => {
     if (op === "unhost") return { op, key };
-    if (op === "check") return { op, key, service };
+    if (op === "check" || op === "terminators") return { op, key, service };
     const spec = wanted.get(key);
     return spec && { op, key, service: spec.service, port: spec.port, ...(spec.terminator ? { terminator: spec.terminator } : {}) };
   };
 
-  const send = (key: string, op: Op, service?: string): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
+  const send = (key: string, op: Op, service?: string): Promise<HostEvent | undefined> =>
+    new Promise<HostEvent | undefined>((resolve, reject) => {
       const timer = setTimeout(() => {
         if (inFlight.get(key) !== entry) return;
         inFlight.delete(key);
@@ -114,7 +117,7 @@ export async function startZitiHost(opts: {
       const entry: InFlight = {
         op,
         service,
-        resolve: () => (clearTimeout(timer), resolve()),
+        resolve: (answer) => (clearTimeout(timer), resolve(answer)),
         reject: (e) => (clearTimeout(timer), reject(e)),
       };
       inFlight.set(key, entry);
@@ -123,7 +126,7 @@ export async function startZitiHost(opts: {
       else entry.resolve();
     });
 
-  const enqueue = (key: string, fn: () => Promise<void>): Promise<void> => {
+  const enqueue = <T>(key: string, fn: () => Promise<T>): Promise<T> => {
     const next = (chains.get(key) ?? Promise.resolve()).catch(() => undefined).then(fn);
     chains.set(key, next);
     void next.catch(() => undefined).then(() => {
@@ -178,7 +181,7 @@ export async function startZitiHost(opts: {
     if (!f) return;
     inFlight.delete(e.key);
     if (e.event === "error") f.reject(new Error(e.message ?? `the Ziti host helper could not ${f.op} ${e.key}`));
-    else f.resolve();
+    else f.resolve(e);
   };
 
   const lines = (onLine: (line: string) => void) => {
@@ -257,6 +260,12 @@ export async function startZitiHost(opts: {
     clearTimeout(timer);
   };
 
+  const ask = (key: string, op: Op, service: string) =>
+    enqueue(key, async () => {
+      if (stopped) throw new Error("the Ziti host helper was stopped");
+      return send(key, op, service);
+    });
+
   try {
     await launch();
   } catch (err) {
@@ -283,14 +292,9 @@ export async function startZitiHost(opts: {
         wanted.delete(key);
         if (!stopped) await send(key, "unhost");
       }),
-    checkBind: (service) => {
-      // Its own key: a check never waits behind, or replaces, a hosting.
-      const key = `check:${service}`;
-      return enqueue(key, async () => {
-        if (stopped) throw new Error("the Ziti host helper was stopped");
-        await send(key, "check", service);
-      });
-    },
+    // Their own keys: a check or a listing never waits behind, or replaces, a hosting.
+    checkBind: (service) => ask(`check:${service}`, "check", service).then(() => undefined),
+    terminators: async (service) => (await ask(`terminators:${service}`, "terminators", service))?.ids ?? [],
     hosted: () => [...wanted.keys()],
     pid: () => child.pid!,
     restarts: () => restarts,

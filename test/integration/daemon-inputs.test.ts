@@ -248,10 +248,13 @@ test("generated hostile requests each get a 4xx with a clear message and change 
   writeFileSync(decoy, "decoy-secret-7f3a\n");
   const before = await snapshot(decoy);
   const valid = { origin: `file://${project.origin}`, branch: "ralph/two", taskDir: "task" };
+  // The daemon's own files: its mirror of the project (a fetch from it would work), its home, its workspace.
+  const mirrors = join(home, "daemon", "workspace", "repos");
+  const ownFiles = [`file://${join(mirrors, readdirSync(mirrors)[0]!)}`, `file://${home}`, `file://${home}/daemon/workspace`, `file://${home}/../${basename(home)}/daemon`];
   // Refused by their form, or because git finds nothing there.
   const wrongForm = fc.oneof(fc.string({ maxLength: 40 }).map((s) => `-${s}`), fc.string({ minLength: 1, maxLength: 8 }).map((s) => `${s}\u0007`), fc.constantFrom("", "x\u0000y", "x\ny"));
   const hostileFor = {
-    origin: fc.oneof(wrongForm, fc.constantFrom("--upload-pack=touch /tmp/pwned", "ext::sh -c id", "fd::0", "/etc/passwd", decoyDir, "~/.ssh", "@{-1}", " ", `file://${decoyDir}/no-such.git`, `file://${decoyDir}`)),
+    origin: fc.oneof(wrongForm, fc.constantFrom("--upload-pack=touch /tmp/pwned", "ext::sh -c id", "fd::0", "/etc/passwd", decoyDir, "~/.ssh", "@{-1}", " ", `file://${decoyDir}/no-such.git`, `file://${decoyDir}`, `file://localhost${project.origin}`, `file://${project.origin.replace("origin", "%6frigin")}`, ...ownFiles)),
     branch: fc.oneof(wrongForm, fc.constantFrom("@{-1}", "HEAD@{1}", "a..b", "~/.ssh", "/etc/passwd", "../../etc", "fd::0", " ")),
     taskDir: fc.oneof(wrongForm, fc.constantFrom("../../etc", "/etc/passwd", decoyDir, "task/../../..", "no/such/dir", "README.md", "@{-1}", " ")),
   };
@@ -295,15 +298,18 @@ test("generated hostile requests each get a 4xx with a clear message and change 
   await fc.assert(
     fc.asyncProperty(
       fc.constantFrom("PUT", "DELETE", "PATCH"),
-      fc.constantFrom("/loops", `/loops/${doneLoop}`, `/loops/${doneLoop}/stop`, "/events", "/health"),
-      async (method, path) => refusedClearly(await send(method, path), `${method} ${path}`),
+      fc.constantFrom("/loops", `/loops/${doneLoop}`, `/loops/${doneLoop}/stop`, "/events", "/health", "/prune"),
+      // DELETE /loops/ID is 'ralph rm': not a wrong method.
+      async (method, path) => (method === "DELETE" && path === `/loops/${doneLoop}` ? undefined : refusedClearly(await send(method, path), `${method} ${path}`)),
     ),
     { numRuns: 15 },
   );
   await fc.assert(
-    fc.asyncProperty(fc.string({ minLength: 1, maxLength: 20 }).filter((id) => id !== doneLoop), fc.constantFrom("stop", "say", "attach"), async (id, action) =>
-      refusedClearly(await send(action === "attach" ? "GET" : "POST", `/loops/${encodeURIComponent(id)}/${action}`, action === "say" ? JSON.stringify({ text: "hello" }) : undefined), `${action} ${id}`),
-    ),
+    fc.asyncProperty(fc.string({ minLength: 1, maxLength: 20 }).filter((id) => id !== doneLoop), fc.constantFrom("stop", "say", "attach", "rm"), async (id, action) => {
+      const path = `/loops/${encodeURIComponent(id)}${action === "rm" ? "" : `/${action}`}`;
+      const method = { attach: "GET", rm: "DELETE", stop: "POST", say: "POST" }[action];
+      refusedClearly(await send(method, path, action === "say" ? JSON.stringify({ text: "hello" }) : undefined), `${action} ${id}`);
+    }),
     { numRuns: 30 },
   );
   assert.equal(await snapshot(decoy), before, "no loop, mirror, worktree, service or outside file changed");

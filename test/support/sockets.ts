@@ -24,8 +24,8 @@ function decode(hexAddr: string): { address: string; port: number } {
 export const isLoopbackAddress = (a: string): boolean =>
   a.startsWith("127.") || a === "0000:0000:0000:0000:0000:0000:0000:0001" || /^0000:0000:0000:0000:0000:ffff:7f/.test(a);
 
-/** Every listening TCP socket held by `root` or its descendants (Linux /proc). */
-export function listenersOfTree(root: number): Listener[] {
+/** `root` and its descendants, by their parent links in /proc (Linux). */
+export function processTree(root: number): number[] {
   const parent = new Map<number, number>();
   for (const e of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     try {
@@ -40,6 +40,11 @@ export function listenersOfTree(root: number): Listener[] {
     for (let p: number | undefined = pid; p && p > 1; p = parent.get(p)) if (p === root) return true;
     return false;
   };
+  return [...parent.keys()].filter(inTree);
+}
+
+/** Every listening TCP socket held by `root` or its descendants (Linux /proc). */
+export function listenersOfTree(root: number): Listener[] {
   const listening = new Map<string, { address: string; port: number }>();
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     for (const row of readFileSync(table, "utf8").split("\n").slice(1)) {
@@ -48,8 +53,7 @@ export function listenersOfTree(root: number): Listener[] {
     }
   }
   const out: Listener[] = [];
-  for (const pid of parent.keys()) {
-    if (!inTree(pid)) continue;
+  for (const pid of processTree(root)) {
     let fds: string[];
     try {
       fds = readdirSync(`/proc/${pid}/fd`);

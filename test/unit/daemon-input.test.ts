@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { loadDaemonConfig } from "../../src/daemon/config.js";
 import { opencodeSettings, readEnvFile } from "../../src/daemon/opencode-settings.js";
 import { RpcError } from "../../src/daemon/rpc.js";
-import { resolveTaskDirIn, validateBranch, validateOrigin, validateTaskDir } from "../../src/daemon/workspace.js";
+import { resolveTaskDirIn, validateBranch, validateTaskDir } from "../../src/daemon/workspace.js";
+import { checkOrigin } from "../../src/daemon/origins.js";
 
 const dir = mkdtempSync(join(tmpdir(), "ralph-daemon-input-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -54,10 +55,34 @@ test("the daemon-wide opencode config must be a JSON object", () => {
 });
 
 test("origins that could run commands or read as options are refused", () => {
-  for (const ok of ["file:///srv/repo.git", "https://example.com/r.git", "ssh://git@example.com/r.git", "git@example.com:team/r.git"]) validateOrigin(ok);
+  const open = { forbiddenDirs: [] };
+  for (const ok of ["file:///srv/repo.git", "https://example.com/r.git", "ssh://git@example.com/r.git", "git@example.com:team/r.git"]) checkOrigin(ok, open);
   for (const bad of ["ext::sh -c touch% /tmp/x", "--upload-pack=x", "fd::3", "/plain/path", "git@host:-oProxyCommand=x"]) {
-    assert.throws(() => validateOrigin(bad), (e: unknown) => e instanceof RpcError && e.code === "invalid_request" && /not an allowed git URL/.test(e.message), bad);
+    assert.throws(() => checkOrigin(bad, open), (e: unknown) => e instanceof RpcError && e.code === "invalid_request" && /not an allowed git URL/.test(e.message), bad);
   }
+});
+
+test("an allow-list admits only origins under its prefixes", () => {
+  const policy = { allowed: ["https://github.com/acme/", "file:///srv/git/"], forbiddenDirs: [] };
+  for (const ok of ["https://github.com/acme/app.git", "file:///srv/git/app.git"]) checkOrigin(ok, policy);
+  for (const bad of ["https://github.com/acme-evil/app.git", "https://github.com/other/app.git", "file:///srv/gitx/app.git", "git@github.com:acme/app.git"]) {
+    assert.throws(() => checkOrigin(bad, policy), /is not allowed on this daemon: it fetches only from https:\/\/github.com\/acme\/, file:\/\/\/srv\/git\/ \(allowedOrigins/, bad);
+  }
+});
+
+test("a file:// origin inside the daemon's own workspace or home is refused, by any spelling of the path", () => {
+  const home = join(dir, "home");
+  const workspace = join(dir, "elsewhere", "ws");
+  mkdirSync(join(home, "daemon"), { recursive: true });
+  mkdirSync(join(workspace, "repos", "abc.git"), { recursive: true });
+  symlinkSync(join(workspace, "repos"), join(dir, "innocent"));
+  const policy = { forbiddenDirs: [workspace, home] };
+  for (const bad of [`file://${workspace}/repos/abc.git`, `file://${home}`, `file://${home}/daemon/../daemon`, `file://${dir}/innocent/abc.git`, `file://${home}/not-yet-there.git`]) {
+    assert.throws(() => checkOrigin(bad, policy), /lies inside this daemon's own files/, bad);
+  }
+  assert.throws(() => checkOrigin(`file://localhost${home}`, policy), /names a host/);
+  assert.throws(() => checkOrigin(`file://${home.replace("home", "%68ome")}`, policy), /percent-escapes/);
+  checkOrigin(`file://${join(dir, "elsewhere")}-origin.git`, policy);
 });
 
 test("a task dir must stay inside the repository", () => {

@@ -5,12 +5,15 @@ import type { Health } from "../../daemon/api.js";
 import { printJson, style } from "../output.js";
 import { remoteHelp, remoteOption } from "./loops.js";
 
-const mb = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MB`;
+export const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 10 * 2 ** 20 ? 1 : 0)} MB`;
+
+const diskLine = (d: Health["disk"]) =>
+  d ? `disk: ${mb(d.totalBytes)} (worktrees ${mb(d.worktreesBytes)}, mirrors ${mb(d.mirrorsBytes)}, state ${mb(d.stateBytes)}; measured ${d.measuredAt})` : "disk: not measured yet";
 
 export function registerDaemonInfoCommands(program: Command): void {
   program
     .command("health")
-    .description("A remote daemon's health: uptime, loops, load, memory, versions")
+    .description("A remote daemon's health: uptime, loops, load, memory, disk, versions")
     .option(remoteOption, remoteHelp)
     .option("--json", "print as JSON")
     .action(async (o: { remote?: string; json?: boolean }) => {
@@ -21,6 +24,7 @@ export function registerDaemonInfoCommands(program: Command): void {
           `${style.bold(h.name)} ${h.healthy ? style.green("healthy") : style.red("unhealthy")}, up ${h.uptimeSeconds}s`,
           `loops: ${h.loops.active} active of ${h.loops.max}, ${h.loops.total} known`,
           `load: ${h.load.map((l) => l.toFixed(2)).join(" ")}; memory: ${mb(h.memory.rssBytes)} rss`,
+          diskLine(h.disk),
           `versions: ralph ${h.versions.ralph}, node ${h.versions.node}, ziti ${h.versions.ziti}, opencode ${h.versions.opencode}`,
         ].join("\n") + "\n",
       );

@@ -14,6 +14,8 @@ import { formatCost, formatUsage } from "../../loop/usage.js";
 import type { DeliveryResult } from "../../daemon/notify.js";
 import { CliError } from "../exit-codes.js";
 import { describeEvent, positiveAmount, positiveInt } from "./run.js";
+import type { PruneResult } from "../../daemon/retention.js";
+import { mb } from "./daemon-info.js";
 
 export const remoteOption = "--remote <name>";
 export const remoteHelp = "the remote (default: the only one)";
@@ -31,7 +33,7 @@ const details = (l: LoopSummary) =>
     line(l),
     `  origin ${l.origin}, task ${l.taskDir}${l.model ? `, model ${l.model}` : ""}`,
     `  used ${formatUsage(l.usage)}${budgetOf(l)} (input ${l.usage.tokens.input}, output ${l.usage.tokens.output}, reasoning ${l.usage.tokens.reasoning}, cache read ${l.usage.tokens.cacheRead}, cache write ${l.usage.tokens.cacheWrite})`,
-    `  started ${l.createdAt}${l.endedAt ? `, ended ${l.endedAt}` : ""}`,
+    `  started ${l.createdAt}${l.endedAt ? `, ended ${l.endedAt}` : ""}${l.prunedAt ? `; worktree and log removed ${l.prunedAt}` : ""}`,
   ].join("\n");
 
 export function describeDaemonEvent(e: DaemonEvent): string | undefined {
@@ -133,6 +135,32 @@ export function registerLoopCommands(program: Command): void {
       const { loop } = await withControlClient(o.remote, (c) => c.call<{ loop: LoopSummary }>("POST", `/loops/${encodeURIComponent(id)}/stop`));
       if (o.json) printJson(loop);
       else process.stdout.write(line(loop) + "\n");
+    });
+
+  const pruned = (r: PruneResult) =>
+    `${r.loops.length ? `removed ${r.loops.join(", ")}` : "no loop to remove"}${r.mirrors ? ` and ${r.mirrors} unused mirror(s)` : ""}: ${mb(r.freedBytes)} freed\n`;
+
+  program
+    .command("rm")
+    .description("Forget a finished loop now: its worktree, log, record and events on the daemon (the pushed branch stays on the origin)")
+    .argument("<loop>", "loop id")
+    .option(remoteOption, remoteHelp)
+    .option("--json", "print what was removed as JSON")
+    .action(async (id: string, o: { remote?: string; json?: boolean }) => {
+      const r = await withControlClient(o.remote, (c) => c.call<PruneResult>("DELETE", `/loops/${encodeURIComponent(id)}`));
+      if (o.json) printJson(r);
+      else process.stdout.write(pruned(r));
+    });
+
+  program
+    .command("prune")
+    .description("Apply the daemon's retention now: remove the worktrees and logs of loops that finished longer ago than it keeps them, and mirrors no loop uses")
+    .option(remoteOption, remoteHelp)
+    .option("--json", "print what was removed as JSON")
+    .action(async (o: { remote?: string; json?: boolean }) => {
+      const r = await withControlClient(o.remote, (c) => c.call<PruneResult>("POST", "/prune"));
+      if (o.json) printJson(r);
+      else process.stdout.write(pruned(r));
     });
 
   program

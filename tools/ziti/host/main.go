@@ -10,10 +10,12 @@
 //	{"op":"host","key":"LOOP","service":"ralph-loops-NAME","terminator":"LOOP","port":N}
 //	{"op":"unhost","key":"LOOP"}
 //	{"op":"check","key":"K","service":"ralph-loops-NAME"}
+//	{"op":"terminators","key":"K","service":"ralph-loops-NAME"}
 //
 // It reports on stdout, one JSON object per line: "ready" after the login,
 // "hosted" once the controller has the terminator (dialable), "unhosted",
 // "checked" when the identity may bind the service (check hosts nothing),
+// "terminators" with the instance ids the controller lists for a service,
 // "error" (with the key, when it concerns one), and "fatal" before exiting
 // non-zero. Its SDK's log goes to stderr. It exits when stdin ends, on
 // SIGTERM, and when its parent dies.
@@ -161,9 +163,34 @@ func (h *host) run(c command) {
 		} else {
 			jsonlines.Report("checked", map[string]any{"key": c.Key})
 		}
+	case "terminators":
+		if ids, err := h.terminatorIds(c.Service); err != nil {
+			reportError(c.Key, err.Error())
+		} else {
+			jsonlines.Report("terminators", map[string]any{"key": c.Key, "ids": ids})
+		}
 	default:
-		reportError(c.Key, fmt.Sprintf("unknown op %q: use host, unhost or check", c.Op))
+		reportError(c.Key, fmt.Sprintf("unknown op %q: use host, unhost, check or terminators", c.Op))
 	}
+}
+
+// terminatorIds lists the instance ids of the service's terminators, as the
+// controller has them: what the daemon compares with its running loops.
+func (h *host) terminatorIds(service string) ([]string, error) {
+	if service == "" {
+		return nil, errors.New("terminators needs a service")
+	}
+	terminators, _, err := h.main.GetServiceTerminators(service, 0, 500)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the terminators of %s: %v", service, err)
+	}
+	ids := []string{}
+	for _, t := range terminators {
+		if t.Identity != nil && *t.Identity != "" {
+			ids = append(ids, *t.Identity)
+		}
+	}
+	return ids, nil
 }
 
 // checkBind says, in words, why this identity may not bind the service.

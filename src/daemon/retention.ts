@@ -1,0 +1,83 @@
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { diskBytes } from "./disk.js";
+import type { LoopRow, Store } from "./store.js";
+import type { Workspace } from "./workspace.js";
+
+export interface PruneResult {
+  /** Loops whose worktree and log were removed. */
+  loops: string[];
+  mirrors: number;
+  freedBytes: number;
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * What finished loops leave on disk: their worktree and opencode log are kept
+ * for inspection for `worktreeDays`, then removed; a mirror goes with the last
+ * loop that needs it. One clean-up runs at a time.
+ */
+export class Retention {
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly store: Store,
+    private readonly workspace: Workspace,
+    /** Per-loop state (opencode data and log) lives in stateDir/ID. */
+    private readonly stateDir: string,
+    private readonly worktreeDays: number,
+    /** Origins of loops being started: their mirror is in use before their row exists. */
+    private readonly startingOrigins: () => Iterable<string>,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /** Removes the worktree and log of every loop that finished more than the retention period ago, then unused mirrors. */
+  prune(now = Date.now()): Promise<PruneResult> {
+    return this.serially(async () => {
+      const cutoff = new Date(now - this.worktreeDays * DAY_MS).toISOString();
+      const result: PruneResult = { loops: [], mirrors: 0, freedBytes: 0 };
+      for (const row of this.store.prunable(cutoff)) {
+        result.freedBytes += await this.removeFiles(row);
+        this.store.updateLoop(row.id, { prunedAt: new Date().toISOString() });
+        result.loops.push(row.id);
+      }
+      return this.withMirrors(result);
+    });
+  }
+
+  /** Forgets a finished loop now: its files, then its row and events ('ralph rm'). */
+  forget(row: LoopRow): Promise<PruneResult> {
+    return this.serially(async () => {
+      const freedBytes = await this.removeFiles(row);
+      this.store.deleteLoop(row.id);
+      return this.withMirrors({ loops: [row.id], mirrors: 0, freedBytes });
+    });
+  }
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.catch(() => undefined).then(fn);
+    this.chain = next;
+    return next;
+  }
+
+  private async removeFiles(row: LoopRow): Promise<number> {
+    const state = join(this.stateDir, row.id);
+    const bytes = (await diskBytes(row.worktree)) + (await diskBytes(state));
+    await this.workspace.removeWorktree(row.origin, row.worktree);
+    rmSync(state, { recursive: true, force: true });
+    this.log(`loop ${row.id}: removed its worktree and log (${bytes} bytes)`);
+    return bytes;
+  }
+
+  private async withMirrors(result: PruneResult): Promise<PruneResult> {
+    const before = await diskBytes(this.workspace.mirrorsDir);
+    result.mirrors = this.workspace.removeUnusedMirrors([...this.store.originsInUse(), ...this.startingOrigins()]);
+    if (result.mirrors > 0) {
+      const freed = before - (await diskBytes(this.workspace.mirrorsDir));
+      result.freedBytes += freed;
+      this.log(`removed ${result.mirrors} mirror(s) no loop uses (${freed} bytes)`);
+    }
+    return result;
+  }
+}
