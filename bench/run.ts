@@ -1,4 +1,4 @@
-// npm run bench -- [--out FILE] [--requests N] [--samples N]
+// npm run bench -- [--out FILE] [--requests N] [--samples N] [--loops N]
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -6,15 +6,18 @@ import { parseArgs } from "node:util";
 import { runDaemonBench } from "./daemon.js";
 import { runOverlayBench } from "./overlay.js";
 import { runAccountingBench } from "./unattended.js";
+import { runRetentionBench } from "./retention.js";
 import { startScriptedModel } from "../src/model/scripted-model.js";
 import { ZITI_VERSION } from "../src/ziti/binary.js";
 import { zitiDown, zitiUp } from "../src/ziti/network.js";
 
-const { values } = parseArgs({ options: { out: { type: "string" }, requests: { type: "string", default: "300" }, samples: { type: "string", default: "5" } } });
+const { values } = parseArgs({ options: { out: { type: "string" }, requests: { type: "string", default: "300" }, samples: { type: "string", default: "5" }, loops: { type: "string", default: "30" } } });
 const requests = Number(values.requests);
 const samples = Number(values.samples);
 if (!Number.isInteger(requests) || requests < 200) throw new Error("--requests must be a whole number of at least 200");
 if (!Number.isInteger(samples) || samples < 1) throw new Error("--samples must be a whole number of at least 1");
+const loops = Number(values.loops);
+if (!Number.isInteger(loops) || loops < 2) throw new Error("--loops must be a whole number of at least 2");
 
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ziti ${ZITI_VERSION}`;
 const log = (s: string) => process.stderr.write(`==> ${s}\n`);
@@ -30,12 +33,14 @@ try {
   const daemon = await runDaemonBench({ home, samples, log });
   const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
   const accounting = await runAccountingBench({ model, home, samples, log }).finally(() => model.close());
-  process.stdout.write(`\nMachine: ${machine}\n\n${[...overlay.tables, ...daemon.tables, ...accounting.tables].join("\n\n")}\n`);
+  const retention = await runRetentionBench({ home, loops, log });
+  process.stdout.write(`\nMachine: ${machine}\n\n${[...overlay.tables, ...daemon.tables, ...accounting.tables, ...retention.tables].join("\n\n")}\n`);
   if (values.out) {
     const { tables: _o, ...overlayFigures } = overlay;
     const { tables: _d, ...daemonFigures } = daemon;
     const { tables: _a, ...accountingFigures } = accounting;
-    writeFileSync(values.out, JSON.stringify({ machine, ...overlayFigures, daemon: daemonFigures, accounting: accountingFigures }, null, 2) + "\n");
+    const { tables: _r, ...retentionFigures } = retention;
+    writeFileSync(values.out, JSON.stringify({ machine, ...overlayFigures, daemon: daemonFigures, accounting: accountingFigures, retention: retentionFigures }, null, 2) + "\n");
     log(`figures written to ${values.out}`);
   }
 } finally {

@@ -34,6 +34,9 @@ export function summaryOf(row: LoopRow): LoopSummary {
  */
 export const MAX_FOLLOWERS = 64;
 
+/** How long an attach waits for a starting loop's opencode. */
+const ATTACH_WAIT_MS = 120_000;
+
 interface Running {
   stop: AbortController;
   done: Promise<void>;
@@ -288,8 +291,8 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
    * service, once the controller has it (a dial made earlier would fail).
    */
   async attachPoint(id: string): Promise<{ service: string; terminator: string; password: string }> {
+    const hosting = await this.hostingOf(id);
     const row = this.get(id);
-    const hosting = this.hostings.get(id);
     if (!row.service || !row.opencodePassword || !hosting || !["starting", "running"].includes(row.status)) {
       throw new RpcError("conflict", `loop ${row.id} has no opencode to attach to (it is ${row.status})`);
     }
@@ -301,6 +304,21 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     const now = this.get(id);
     if (!now.opencodePassword || !["starting", "running"].includes(now.status)) throw new RpcError("conflict", `loop ${row.id} has no opencode to attach to (it is ${now.status})`);
     return { service: loopsServiceName(this.config.name), terminator: id, password: now.opencodePassword };
+  }
+
+  /**
+   * The loop's hosting for attach, waited for while the loop is starting or
+   * its opencode is not up yet (attach right after start is the common case);
+   * undefined once the loop has ended or the wait is over.
+   */
+  private async hostingOf(id: string, timeoutMs = ATTACH_WAIT_MS): Promise<Promise<boolean> | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hosting = this.hostings.get(id);
+      if (hosting || !ACTIVE_STATES.includes(this.get(id).status)) return hosting;
+      if (Date.now() > deadline) throw new RpcError("busy", `loop ${id}'s opencode did not come up within ${timeoutMs / 1000} s: see 'ralph logs ${id}'`);
+      await sleep(100);
+    }
   }
 
   private async execute(id: string, stop: AbortSignal, resume?: { server: OpencodeServer }): Promise<void> {

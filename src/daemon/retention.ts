@@ -71,6 +71,7 @@ export class Retention {
   }
 
   private async withMirrors(result: PruneResult): Promise<PruneResult> {
+    this.store.checkpoint();
     const before = await diskBytes(this.workspace.mirrorsDir);
     result.mirrors = this.workspace.removeUnusedMirrors([...this.store.originsInUse(), ...this.startingOrigins()]);
     if (result.mirrors > 0) {

@@ -95,6 +95,11 @@ export class Store {
     this.db.close();
   }
 
+  /** Folds the write-ahead log into the database and empties it: after a clean-up, the disk it freed is given back. */
+  checkpoint(): void {
+    this.db.pragma("wal_checkpoint(TRUNCATE)");
+  }
+
   insertLoop(
     row: Pick<LoopRow, "id" | "origin" | "branch" | "taskDir" | "worktree" | "maxIterations" | "iterationTimeoutSeconds" | "stallTimeoutSeconds" | "maxCostUsd" | "maxTokens" | "model">,
   ): void {

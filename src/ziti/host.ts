@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
-import { dirname } from "node:path";
 import { signalGroup } from "../process/supervisor.js";
+import { BoundedLog } from "../util/bounded-log.js";
 import { sleep } from "../util/wait.js";
 import { ensureHostBinary } from "./binary.js";
 
@@ -82,8 +81,8 @@ export async function startZitiHost(opts: {
   opTimeoutMs?: number;
 }): Promise<ZitiHost> {
   const bin = await ensureHostBinary();
-  mkdirSync(dirname(opts.logFile), { recursive: true, mode: 0o700 });
-  const log: WriteStream = createWriteStream(opts.logFile, { flags: "a", mode: 0o600 });
+  // The helper runs as long as the daemon: its log is bounded.
+  const log = new BoundedLog(opts.logFile);
   const wanted = new Map<string, Spec>();
   const inFlight = new Map<string, InFlight>();
   // One operation per key at a time: the helper answers each command for a
@@ -207,12 +206,15 @@ export async function startZitiHost(opts: {
     proc.stdout!.on(
       "data",
       lines((line) => {
-        log.write(line + "\n");
+        let event: HostEvent | undefined;
         try {
-          onEvent(JSON.parse(line) as HostEvent);
+          event = JSON.parse(line) as HostEvent;
         } catch {
           /* not an event */
         }
+        // Listings answer the periodic reconciliation: they would only fill the log.
+        if (event?.event !== "terminators") log.write(line + "\n");
+        if (event) onEvent(event);
       }),
     );
     proc.stderr!.on("data", (d: Buffer) => log.write(d));

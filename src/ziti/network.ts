@@ -95,6 +95,28 @@ function protectKeys(home: string): void {
   for (const f of readdirSync(home, { recursive: true, encoding: "utf8" })) if (f.endsWith(".key")) chmodSync(join(home, f), 0o600);
 }
 
+/**
+ * The network is a background service that every daemon and client relies
+ * on, so a crash must not end it: ziti 1.7.2 was seen to die of a SIGSEGV
+ * while creating a circuit, after many loops. This shell runs it and starts
+ * it again after a crash, waiting longer after each quick one; a TERM to the
+ * process group (ralph ziti down) stops both.
+ */
+const RESTART_LOOP = `
+trap 'stopping=1' TERM INT
+delay=1
+while :; do
+  started=$(date +%s)
+  "$@" & child=$!
+  wait "$child"; code=$?
+  if [ -n "$stopping" ]; then wait "$child"; exit 0; fi
+  if [ $(( $(date +%s) - started )) -gt 60 ]; then delay=1; fi
+  echo "ralph: the OpenZiti network exited with status $code; starting it again in $delay s"
+  sleep "$delay"
+  if [ -n "$stopping" ]; then exit 0; fi
+  delay=$(( delay * 2 > 30 ? 30 : delay * 2 ))
+done`;
+
 async function startQuickstart(state: NetworkState, progress: (s: string) => void): Promise<number> {
   const ziti = await ensureZitiBinary({ onProgress: progress });
   const p = paths();
@@ -102,8 +124,9 @@ async function startQuickstart(state: NetworkState, progress: (s: string) => voi
   const launch = async (bootstrapPassword?: string) => {
     const proc = await SupervisedProcess.spawn({
       name: "ziti quickstart",
-      command: ziti,
+      command: "/bin/sh",
       args: [
+        "-c", RESTART_LOOP, "ralph-ziti-network", ziti,
         "edge", "quickstart", "--home", p.home,
         "--ctrl-address", "127.0.0.1", "--ctrl-port", String(state.ctrlPort),
         "--router-address", "127.0.0.1", "--router-port", String(state.routerPort),

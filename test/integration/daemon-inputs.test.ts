@@ -15,7 +15,7 @@ import { findProcesses } from "../../src/process/proc-scan.js";
 import { waitFor } from "../../src/util/wait.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { startTestNetwork } from "../support/ziti-network.js";
-import { cli, makeProject, ralph, ralphdScript, offerScriptedModel, startRalphd } from "../support/daemon-harness.js";
+import { cli, makeProject, ralph, ralphdScript, offerScriptedModel, startRalphd, stopRalphd } from "../support/daemon-harness.js";
 import { gitEnv } from "../support/loop-fixtures.js";
 
 let network: Awaited<ReturnType<typeof startTestNetwork>>;
@@ -58,10 +58,7 @@ before(async () => {
 
 after(async () => {
   await client?.close();
-  if (daemon?.child.exitCode === null) {
-    daemon.child.kill("SIGTERM");
-    await new Promise((r) => daemon.child.once("exit", r));
-  }
+  await stopRalphd(daemon);
   await model?.close();
   await network?.stop();
   if (projectRoot) rmSync(projectRoot, { recursive: true, force: true });

@@ -22,7 +22,7 @@ import { localManagementClient } from "../../src/ziti/network.js";
 import { waitFor } from "../../src/util/wait.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { startTestNetwork } from "../support/ziti-network.js";
-import { cli, makeProject, ralph, ralphdScript, offerScriptedModel, startRalphd } from "../support/daemon-harness.js";
+import { cli, makeProject, ralph, ralphdScript, offerScriptedModel, startRalphd, stopRalphd } from "../support/daemon-harness.js";
 import { gitEnv } from "../support/loop-fixtures.js";
 import { bindsInStrace, isLoopbackAddress, isLoopbackBind, listenersOfTree } from "../support/sockets.js";
 
@@ -46,10 +46,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (daemon?.child.exitCode === null) {
-    daemon.child.kill("SIGTERM");
-    await new Promise((r) => daemon.child.once("exit", r));
-  }
+  await stopRalphd(daemon);
   for (const pid of opencodePids) signalGroup(pid, "SIGKILL");
   await model?.close();
   await network?.stop();
@@ -207,16 +204,15 @@ test("the daemon reports its health and the models and agents its loops can use"
   assert.ok(!models.stdout.includes("not-needed"), "provider keys and options stay on the daemon");
 });
 
-test("ralph attach --print-url opens a ready proxy to the loop's opencode and closes it on Ctrl-C", async () => {
+test("ralph attach --print-url right after ralph start waits for the loop's opencode, opens a ready proxy to it and closes it on Ctrl-C", async () => {
   model.setScript({ kind: "hang" });
-  const before = model.requestCount();
   const id = await startLoop("ralph/eight");
-  await waitFor(() => model.requestCount() > before, { what: "the loop's first model request", timeoutMs: 60_000 });
   const child = spawn(process.execPath, [cli, "attach", id, "--print-url"], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
   const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   const url = await new Promise<string>((r) => createInterface({ input: child.stdout! }).once("line", r));
+  assert.match(stderr, new RegExp(`loop ${id} is starting: waiting for its opencode to come up`), "it said it was waiting");
   assert.ok((await loopTerminators()).includes(id), "the loop is a terminator of the daemon's loops service while it runs");
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
   const password = await waitFor(() => /OPENCODE_SERVER_PASSWORD=(\S+)/.exec(stderr)?.[1], { what: "the password", timeoutMs: 10_000 });

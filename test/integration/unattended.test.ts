@@ -14,7 +14,7 @@ import { NO_HUMAN } from "../../src/opencode/session.js";
 import { waitFor } from "../../src/util/wait.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { startTestNetwork } from "../support/ziti-network.js";
-import { makeProject, ralph, offerScriptedModel, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
+import { makeProject, ralph, offerScriptedModel, setDaemonConfig, startRalphd, stopRalphd } from "../support/daemon-harness.js";
 import { COST_PER_ANSWER, TEST_PRICE, TOKENS_PER_ANSWER, gitEnv } from "../support/loop-fixtures.js";
 import { deadPort, startReceiver, type Received } from "../support/http-receiver.js";
 
@@ -52,10 +52,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (daemon?.child.exitCode === null) {
-    daemon.child.kill("SIGTERM");
-    await new Promise((r) => daemon.child.once("exit", r));
-  }
+  await stopRalphd(daemon);
   await model?.close();
   await receiver?.close();
   await network?.stop();

@@ -36,6 +36,14 @@ export async function startRalphd(home: string): Promise<{ child: ChildProcess; 
   return { child, pid: child.pid!, log };
 }
 
+/** Stops a ralphd started by startRalphd (if it still runs) and waits for it to exit. */
+export async function stopRalphd(daemon: { child: ChildProcess } | undefined): Promise<void> {
+  if (daemon?.child.exitCode !== null || daemon.child.signalCode !== null) return;
+  const exited = new Promise((r) => daemon.child.once("exit", r));
+  daemon.child.kill("SIGTERM");
+  await exited;
+}
+
 /**
  * The daemon offers the scripted model to every loop, as an operator would a
  * real provider, through its opencode config; `patch` sets the rest.

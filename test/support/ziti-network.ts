@@ -13,10 +13,15 @@ export async function startTestNetwork(prefix: string): Promise<{ home: string; 
     net,
     stop: async () => {
       process.env.RALPH_HOME = home;
-      // A network that died under a test says why, before its home is gone.
+      // A network that died (or crashed and was started again) under a test says why, before its home is gone.
+      const log = join(home, "ziti", "quickstart.log");
+      const restarts = existsSync(log) ? readFileSync(log, "utf8").split("\n").filter((l) => l.startsWith("ralph: the OpenZiti network exited")) : [];
+      if (restarts.length) process.stderr.write(`the test network crashed and was started again:\n${restarts.join("\n")}\n`);
       if (!(await zitiDown())) {
-        const log = join(home, "ziti", "quickstart.log");
-        const tail = existsSync(log) ? readFileSync(log, "utf8").split("\n").slice(-60).join("\n") : "(no log)";
+        const lines = existsSync(log) ? readFileSync(log, "utf8").split("\n") : ["(no log)"];
+        // A Go crash prints its cause first, then every goroutine: the cause is what matters.
+        const crash = lines.findIndex((l) => /^(fatal error|panic):/.test(l));
+        const tail = (crash >= 0 ? lines.slice(Math.max(0, crash - 20), crash + 40) : lines.slice(-60)).join("\n");
         process.stderr.write(`the test network had stopped by itself; the end of its log:\n${tail}\n`);
       }
       rmSync(home, { recursive: true, force: true });

@@ -111,6 +111,7 @@ export function registerLoopCommands(program: Command): void {
       await withControlClient(o.remote, async (c) => {
         const { loop } = await c.call<{ loop: LoopSummary }>("GET", `/loops/${encodeURIComponent(id)}`);
         const ended = !["starting", "running"].includes(loop.status);
+        if (o.follow && loop.status === "starting") process.stderr.write(`loop ${id} is starting: waiting for its first events\n`);
         await streamEvents(c, {
           loopId: id,
           follow: Boolean(o.follow) && !ended,
@@ -209,7 +210,12 @@ export function registerLoopCommands(program: Command): void {
     .option(remoteOption, remoteHelp)
     .option("--print-url", "print the local URL and password, and keep the proxy open until Ctrl-C")
     .action(async (id: string, o: { remote?: string; printUrl?: boolean }) => {
-      const info = await withControlClient(o.remote, (c) => c.call<{ service: string; terminator: string; username: string; password: string }>("GET", `/loops/${encodeURIComponent(id)}/attach`));
+      const info = await withControlClient(o.remote, async (c) => {
+        const { loop } = await c.call<{ loop: LoopSummary }>("GET", `/loops/${encodeURIComponent(id)}`);
+        // The daemon answers once the loop's opencode is up: say why this may take a moment.
+        if (loop.status === "starting" || (loop.status === "running" && loop.iteration === 0)) process.stderr.write(`loop ${id} is starting: waiting for its opencode to come up\n`);
+        return c.call<{ service: string; terminator: string; username: string; password: string }>("GET", `/loops/${encodeURIComponent(id)}/attach`);
+      });
       const { name, remote } = pickRemote(o.remote);
       const auth = "Basic " + Buffer.from(`${info.username}:${info.password}`).toString("base64");
       const proxy = await openProxy(name, remote, info.service, async (url) => (await fetch(`${url}/global/health`, { headers: { authorization: auth }, signal: AbortSignal.timeout(3000) })).ok, info.terminator);

@@ -77,7 +77,8 @@ func main() {
 		fatal("cannot listen on "+*listen, err)
 	}
 	jsonlines.Report("listening", map[string]any{"address": ln.Addr().String()})
-	go watchService(ctx, *service)
+	recheck := make(chan struct{}, 1)
+	go watchService(ctx, *service, recheck)
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
@@ -94,13 +95,15 @@ func main() {
 			}
 			fatal("accept failed", err)
 		}
-		go forward(ctx, *service, *terminator, conn)
+		go forward(ctx, *service, *terminator, conn, recheck)
 	}
 }
 
 // watchService reports whether the identity may dial the service, and each
-// change of that, so the caller can tell "not yet" from "never".
-func watchService(ctx ziti.Context, service string) {
+// change of that, so the caller can tell "not yet" from "never". Until the
+// service is available it asks every second; after that only when a dial
+// fails, or every serviceRecheck: an idle client leaves the controller alone.
+func watchService(ctx ziti.Context, service string, recheck <-chan struct{}) {
 	known := -1
 	for {
 		available := 0
@@ -113,11 +116,21 @@ func watchService(ctx ziti.Context, service string) {
 			known = available
 			jsonlines.Report("service", map[string]any{"name": service, "available": available == 1})
 		}
-		time.Sleep(time.Second)
+		wait := time.Second
+		if available == 1 {
+			wait = serviceRecheck
+		}
+		select {
+		case <-recheck:
+		case <-time.After(wait):
+		}
 	}
 }
 
-func forward(ctx ziti.Context, service, terminator string, conn net.Conn) {
+// serviceRecheck is how often a service known to be available is asked for again.
+const serviceRecheck = 5 * time.Minute
+
+func forward(ctx ziti.Context, service, terminator string, conn net.Conn, recheck chan<- struct{}) {
 	defer conn.Close()
 	// An empty Identity lets the router pick any terminator of the service.
 	dialLock.Lock()
@@ -125,6 +138,11 @@ func forward(ctx ziti.Context, service, terminator string, conn net.Conn) {
 	dialLock.Unlock()
 	if err != nil {
 		jsonlines.Report("dial-error", map[string]any{"message": err.Error()})
+		// The service may have gone (a revoked policy): ask again now.
+		select {
+		case recheck <- struct{}{}:
+		default:
+		}
 		return
 	}
 	defer zconn.Close()

@@ -251,7 +251,23 @@ func (h *host) host(c command) error {
 	h.lock.Unlock()
 	jsonlines.Report("hosted", map[string]any{"key": c.Key})
 	go h.accept(c.Key, hs)
+	go h.watch(c.Key, hs)
 	return nil
+}
+
+// listsTerminator says whether the controller lists a terminator of the
+// service with this instance id ("" for a hosting without one).
+func listsTerminator(ctx ziti.Context, service, instance string) (bool, error) {
+	terminators, _, err := ctx.GetServiceTerminators(service, 0, 500)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range terminators {
+		if (t.Identity == nil && instance == "") || (t.Identity != nil && *t.Identity == instance) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // awaitTerminator returns once the controller lists a terminator of the
@@ -261,19 +277,56 @@ func awaitTerminator(ctx ziti.Context, service, instance string, timeout time.Du
 	deadline := time.Now().Add(timeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		terminators, _, err := ctx.GetServiceTerminators(service, 0, 500)
-		lastErr = err
-		for _, t := range terminators {
-			if t.Identity != nil && *t.Identity == instance {
-				return nil
-			}
+		found, err := listsTerminator(ctx, service, instance)
+		if found {
+			return nil
 		}
+		lastErr = err
 		time.Sleep(20 * time.Millisecond)
 	}
 	if lastErr != nil {
 		return fmt.Errorf("cannot host service %s as %s: the controller's terminators could not be read: %v", service, instance, lastErr)
 	}
 	return fmt.Errorf("cannot host service %s as %s: the router took the listener but the controller shows no such terminator after %s", service, instance, timeout)
+}
+
+// watchInterval is how often a hosting's terminator is looked for.
+const watchInterval = 15 * time.Second
+
+// watch looks for the hosting's terminator at the controller now and then.
+// After the controller and router restart, the SDK's listener can give up
+// binding again without its Accept returning (seen with ziti 1.7.2 and SDK
+// v1.2.10): nothing would host the service again. Missing twice in a row
+// (a restart takes a moment to settle), it is reported lost and freed, and
+// the daemon hosts the key again. An unreachable controller proves nothing.
+func (h *host) watch(key string, hs *hosting) {
+	missing := 0
+	for {
+		time.Sleep(watchInterval)
+		if hs.closing.Load() {
+			return
+		}
+		found, err := listsTerminator(h.main, hs.service, hs.terminator)
+		if err != nil || found {
+			missing = 0
+			continue
+		}
+		if missing++; missing >= 2 {
+			h.lose(key, hs, fmt.Sprintf("stopped hosting service %s: the controller no longer lists its terminator", hs.service))
+			return
+		}
+	}
+}
+
+// lose frees a hosting that was lost without being asked and reports it.
+func (h *host) lose(key string, hs *hosting, message string) {
+	h.lock.Lock()
+	if h.hosted[key] == hs {
+		delete(h.hosted, key)
+	}
+	h.lock.Unlock()
+	hs.close()
+	reportError(key, message)
 }
 
 func (h *host) accept(key string, hs *hosting) {
@@ -285,13 +338,7 @@ func (h *host) accept(key string, hs *hosting) {
 			}
 			// Lost without being asked (e.g. the identity lost the Bind
 			// permission): report it, free the key.
-			h.lock.Lock()
-			if h.hosted[key] == hs {
-				delete(h.hosted, key)
-			}
-			h.lock.Unlock()
-			hs.close()
-			reportError(key, fmt.Sprintf("stopped hosting service %s: %v", hs.service, err))
+			h.lose(key, hs, fmt.Sprintf("stopped hosting service %s: %v", hs.service, err))
 			return
 		}
 		go forward(conn, hs.port)
