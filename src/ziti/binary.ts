@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { cacheDir } from "../config/paths.js";
+import { BuildProgress } from "./build-progress.js";
 import { UnavailableError } from "../util/errors.js";
 import { PACKAGE_ROOT } from "../version.js";
 
@@ -151,29 +152,37 @@ async function goBuild(p: GoProgram, target: string, progress: (line: string) =>
     mkdirSync(dirname(target), { recursive: true });
     const out = join(work, "out");
     progress(`building ${p.title} from the Go module proxy (${go.stdout.trim()}); the first build takes a few minutes`);
-    const t0 = Date.now();
-    let last = "";
-    const child = execa("go", ["build", "-o", out, ...p.ldflags, p.pkg], {
-      cwd: work,
-      env: { GOFLAGS: "-mod=readonly -buildvcs=false" },
-      all: true,
-      reject: false,
-    });
-    child.all?.on("data", (d: Buffer) => {
-      const lines = d.toString().trim().split("\n");
-      last = lines[lines.length - 1] ?? last;
-    });
-    const beat = setInterval(() => progress(`  ... ${Math.round((Date.now() - t0) / 1000)}s${last ? `: ${last.slice(0, 100)}` : ""}`), 15_000);
-    const r = await child.finally(() => clearInterval(beat));
-    if (r.exitCode !== 0) {
-      throw new UnavailableError(
+    const env = { GOFLAGS: "-mod=readonly -buildvcs=false" };
+    const state = new BuildProgress();
+    const follow = (child: ReturnType<typeof execa>) => {
+      let pending = "";
+      child.all?.on("data", (d: Buffer) => {
+        const lines = (pending + d.toString()).split("\n");
+        pending = lines.pop() ?? "";
+        for (const l of lines) state.line(l);
+      });
+      return child;
+    };
+    const failed = (r: { exitCode?: number; all?: string }) =>
+      new UnavailableError(
         `go build of ${p.title} failed (exit ${r.exitCode}):\n${(r.all ?? "").split("\n").slice(-15).join("\n")}\nCheck that the Go module proxy is reachable (GOPROXY) and Go is 1.25 or newer, or set ${p.envVar}`,
       );
+    const beat = setInterval(() => progress(`  ${state.describe()}`), 10_000);
+    try {
+      // Listing the packages first downloads the modules, and counts what there is to compile.
+      const listed = await follow(execa("go", ["list", "-deps", "-f", "{{.ImportPath}}", p.pkg], { cwd: work, env, all: true, reject: false, stdout: "pipe" }));
+      if (listed.exitCode !== 0) throw failed({ exitCode: listed.exitCode, all: String(listed.all ?? "") });
+      state.compiling(String(listed.stdout).split("\n").filter(Boolean).length);
+      progress(`  ${state.describe()}`);
+      const r = await follow(execa("go", ["build", "-v", "-o", out, ...p.ldflags, p.pkg], { cwd: work, env, all: true, reject: false }));
+      if (r.exitCode !== 0) throw failed({ exitCode: r.exitCode, all: String(r.all ?? "") });
+    } finally {
+      clearInterval(beat);
     }
     const staged = `${target}.${process.pid}.tmp`;
     cpSync(out, staged);
     renameSync(staged, target);
-    progress(`built ${p.title} in ${Math.round((Date.now() - t0) / 1000)}s -> ${target}`);
+    progress(`built ${p.title} in ${state.elapsed()} -> ${target}`);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
