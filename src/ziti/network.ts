@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync, renameSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { homeDir, ralphHome } from "../config/paths.js";
@@ -86,6 +86,24 @@ function bindToLoopback(home: string): void {
   }
 }
 
+/** How far the controller's store is extended before a start; see reserveStoreMapping. */
+const STORE_RESERVE_BYTES = 512 * 2 ** 20;
+
+/**
+ * ziti 1.7.2's controller keeps terminators in a cache whose peer data (the
+ * hosting side's key) points into its bbolt store's memory map. When the
+ * store outgrows the map, bbolt maps it anew and those pointers dangle: the
+ * next circuit to such a terminator crashes the controller with SIGSEGV
+ * (controller/db/terminator_store.go keeps cursor values past their
+ * transaction). bbolt maps at least the file's size, so the file is extended
+ * (sparse: no disk is used) far beyond what the store needs before each start,
+ * and the map never has to move.
+ */
+function reserveStoreMapping(home: string): void {
+  const db = join(home, "db", "ctrl.db");
+  if (existsSync(db) && statSync(db).size < STORE_RESERVE_BYTES) truncateSync(db, STORE_RESERVE_BYTES);
+}
+
 /**
  * The quickstart writes its PKI keys 0644, guarded only by their directories;
  * they are made 0600 whenever the network is brought up, in case ziti wrote
@@ -150,6 +168,7 @@ async function startQuickstart(state: NetworkState, progress: (s: string) => voi
   progress(firstStart ? "starting a new OpenZiti network (controller + router) on 127.0.0.1" : "starting the OpenZiti network");
   if (!firstStart) {
     bindToLoopback(p.home);
+    reserveStoreMapping(p.home);
     return (await launch()).pid;
   }
 
@@ -168,6 +187,7 @@ async function startQuickstart(state: NetworkState, progress: (s: string) => voi
   writePrivate(p.password, admin + "\n");
   await proc.stop(10_000);
   bindToLoopback(p.home);
+  reserveStoreMapping(p.home);
   proc = await launch();
   return proc.pid;
 }
