@@ -121,7 +121,8 @@ test(`${LOOPS} loops in sequence leave the daemon as they found it`, async (t) =
   const baselineDisk = await soak.disk(new Date(0).toISOString());
   assert.deepEqual(registered, { control: [""], loops: [] }, `after loop ${first}: the control service only`);
 
-  const kinds: LoopKind[] = ["fail", "complete", "stop"];
+  // Failing loops back off between their failed iterations: fewer of them keeps the test short.
+  const kinds: LoopKind[] = ["fail", "complete", "stop", "complete", "stop", "stop"];
   const seen = new Map<string, number>();
   const took = new Map<string, number>();
   let downId = "";
@@ -137,7 +138,7 @@ test(`${LOOPS} loops in sequence leave the daemon as they found it`, async (t) =
     took.set(kind, (took.get(kind) ?? 0) + Date.now() - t0);
   }
   for (const [kind, ms] of took) t.diagnostic(`${kind}: ${Math.round(ms / seen.get(kind)!)} ms per loop`);
-  assert.ok([...seen.values()].every((n) => n >= 9), `each kind ran: ${JSON.stringify([...seen])}`);
+  assert.ok(seen.size === 3 && [...seen.values()].every((n) => n >= 4), `each kind ran: ${JSON.stringify([...seen])}`);
   assert.notEqual((await soak.status(downId)), "running");
 
   const pruneStarted = new Date().toISOString();
