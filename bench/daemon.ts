@@ -4,7 +4,8 @@
 // URL, ralphd's memory with 1 and with 4 active loops, and the delay from a
 // loop's end to its notification reaching a local webhook.
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
@@ -47,7 +48,9 @@ export async function runDaemonBench(opts: { home: string; samples: number; log:
   setDaemonConfig(home, { maxConcurrentLoops: 4, opencodeConfigFile, notify: [{ kind: "webhook", url: `${receiver.url}/hook`, events: ["completed"] }] });
   const daemon = await ensureLocalDaemon();
   const branches = Array.from({ length: 2 * samples + 4 }, (_, i) => `bench/b${i}`);
-  const project = makeProject(join(home, "bench-project"), branches);
+  // Outside RALPH_HOME: the daemon refuses origins among its own files.
+  const projectRoot = mkdtempSync(join(tmpdir(), "ralph-bench-project-"));
+  const project = makeProject(projectRoot, branches);
   const client = await ControlClient.open(LOCAL_NAME);
   const firstIteration = new Map<string, number>();
   const streamStop = new AbortController();
@@ -142,5 +145,6 @@ export async function runDaemonBench(opts: { home: string; samples: number; log:
     if (daemon.startedHere) await daemon.stop();
     await model.close();
     await receiver.close();
+    rmSync(projectRoot, { recursive: true, force: true });
   }
 }

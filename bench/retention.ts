@@ -2,7 +2,8 @@
 // pruning, and ralphd's resident memory, open files and processes after many
 // loops beside the same figures after the first (one run, same daemon).
 import { join } from "node:path";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { ControlClient } from "../src/client/connection.js";
 import { ensureLocalDaemon } from "../src/daemon/launcher.js";
 import { scriptedModelConfig } from "../src/model/opencode-config.js";
@@ -27,7 +28,9 @@ export async function runRetentionBench(opts: { home: string; loops: number; log
   setDaemonConfig(home, { opencodeConfigFile, retention: { worktreeDays: 0 }, notify: [] });
   const daemon = await ensureLocalDaemon();
   const client = await ControlClient.open(LOCAL_NAME);
-  const soak = new SoakDriver(home, model, makeProject(join(home, "bench-retention-project"), soakBranches(loops)), client);
+  // Outside RALPH_HOME: the daemon refuses origins among its own files.
+  const projectRoot = mkdtempSync(join(tmpdir(), "ralph-bench-project-"));
+  const soak = new SoakDriver(home, model, makeProject(projectRoot, soakBranches(loops)), client);
   /** After a prune, once the ended loops' opencode processes are gone. */
   const measure = async (): Promise<Point> => {
     const since = new Date().toISOString();
@@ -60,5 +63,6 @@ export async function runRetentionBench(opts: { home: string; loops: number; log
     await client.close();
     if (daemon.startedHere) await daemon.stop();
     await model.close();
+    rmSync(projectRoot, { recursive: true, force: true });
   }
 }

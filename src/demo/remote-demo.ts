@@ -2,7 +2,9 @@ import { execa } from "execa";
 import { ControlClient } from "../client/connection.js";
 import { isTerminal, streamEvents, type DaemonEvent } from "../client/events.js";
 import { startRemoteLoop } from "../client/start.js";
-import { homeDir } from "../config/paths.js";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ensureLocalDaemon } from "../daemon/launcher.js";
 import type { LoopSummary } from "../daemon/rpc.js";
 import { DEMO_PRICE, scriptedModelConfig } from "../model/opencode-config.js";
@@ -56,7 +58,8 @@ export async function runRemoteDemo(o: DemoOptions): Promise<DemoResult> {
     if (daemon.startedHere && !o.keepDaemon) cleanup.unshift(() => daemon.stop());
     o.step(daemon.startedHere ? `ralphd started (pid ${daemon.pid})` : `using the ralphd already running (pid ${daemon.pid})`);
 
-    const example = await createExampleRepo(homeDir("demo", new Date().toISOString().replace(/[:.]/g, "-")), opencodeConfig);
+    // Outside RALPH_HOME: a daemon refuses origins among its own files. Kept afterwards, to look at.
+    const example = await createExampleRepo(mkdtempSync(join(tmpdir(), "ralph-demo-")), opencodeConfig);
     o.step(`example project ${example.repo}, origin file://${example.origin}`);
 
     const client = await ControlClient.open(LOCAL_NAME);

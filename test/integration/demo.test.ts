@@ -6,13 +6,14 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { findProcesses } from "../../src/process/proc-scan.js";
 import { pidAlive } from "../../src/process/supervisor.js";
 import { cli, ralph } from "../support/daemon-harness.js";
 
 test("ralph demo runs the example loop on a local ralphd through the overlay and leaves nothing running", async () => {
-  const home = mkdtempSync(join(tmpdir(), "ralph-demo-"));
+  const home = mkdtempSync(join(tmpdir(), "ralph-demo-home-"));
+  let origin: string | undefined;
   try {
     const child = spawn(process.execPath, [cli, "demo"], { env: { ...process.env, RALPH_HOME: home, RALPH_MODEL: "" }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
@@ -31,7 +32,8 @@ test("ralph demo runs the example loop on a local ralphd through the overlay and
     assert.match(stdout, /completed: 3\/3 stories pass after 3 iteration\(s\) in [\d.]+s, 7200 tokens, \$0\.0311/);
     assert.ok((stdout.match(/pushed ralph\/greeter at [0-9a-f]{7} to the origin/g) ?? []).length >= 3, "each committed iteration is pushed, and said so");
 
-    const origin = /pushed to file:\/\/(\S+) on ralph\/greeter:/.exec(stdout)?.[1];
+    origin = /pushed to file:\/\/(\S+) on ralph\/greeter:/.exec(stdout)?.[1];
+    assert.ok(origin && !origin.startsWith(home), "the example project lives outside RALPH_HOME, where the daemon may fetch it");
     assert.ok(origin, stdout);
     const subjects = execFileSync("git", ["--git-dir", origin, "log", "--format=%s", "main..ralph/greeter"]).toString().trim().split("\n");
     assert.deepEqual(subjects, ["feat: [US-3] - Document both", "feat: [US-2] - Say goodbye", "feat: [US-1] - Say hello"]);
@@ -44,5 +46,6 @@ test("ralph demo runs the example loop on a local ralphd through the overlay and
     assert.deepEqual(findProcesses((argv) => argv.some((a) => a.includes(home))), [], "no process of this home is left");
   } finally {
     rmSync(home, { recursive: true, force: true });
+    if (origin) rmSync(dirname(origin), { recursive: true, force: true });
   }
 });
