@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { ControllerConfig } from "../daemon/config.js";
-import { UnavailableError } from "../util/errors.js";
+import { unreachable } from "./reach.js";
 import { DIAL_POLICY, Roles } from "./roles.js";
 
 /** An error answered by the controller, with its own message. */
@@ -104,8 +104,7 @@ export class ManagementClient {
         signal: AbortSignal.timeout(15_000),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new UnavailableError(`cannot reach the Ziti controller at ${this.base} (${cause?.code ?? cause?.message ?? (err as Error).message}): is it running? ('ralph ziti status' for the local network)`);
+      throw unreachable(err, this.base, "('ralph ziti status' for the local network)");
     }
     const text = await res.text();
     const json = text ? (JSON.parse(text) as Envelope<T>) : ({ data: undefined } as Envelope<T>);

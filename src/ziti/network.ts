@@ -1,6 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import { networkInterfaces } from "node:os";
 import { z } from "zod";
 import { homeDir, ralphHome } from "../config/paths.js";
 import { DaemonConfigSchema, defaultDaemonConfigPath, type ControllerConfig } from "../daemon/config.js";
@@ -16,13 +19,29 @@ import { ManagementClient } from "./mgmt.js";
 import { identityIdOf } from "./identity-file.js";
 import { controlServiceName } from "./roles.js";
 
+const LOOPBACK = "127.0.0.1";
 const NetworkStateSchema = z.object({
+  // Networks made before --advertise existed were always on 127.0.0.1.
+  advertise: z.string().default(LOOPBACK),
+  /** The interface address the controller and router listen on (the advertised IP, or what its name resolves to here). */
+  listen: z.string().default(LOOPBACK),
   ctrlPort: z.number().int(),
   routerPort: z.number().int(),
   username: z.string(),
   pid: z.number().int().optional(),
 });
 type NetworkState = z.infer<typeof NetworkStateSchema>;
+
+/** Where and how the network is reached; fixed once it exists. */
+export interface NetworkAddress {
+  /** DNS name or IP that the certificates and every enrolment carry. */
+  advertise: string;
+  ctrlPort: number;
+  routerPort: number;
+}
+
+export const DEFAULT_CTRL_PORT = 1280;
+export const DEFAULT_ROUTER_PORT = 3022;
 
 export const LOCAL_NAME = "local";
 export const localIdentityName = (role: "daemon" | "client") => `ralph-${role}-${LOCAL_NAME}`;
@@ -60,7 +79,7 @@ const saveState = (s: NetworkState) => writePrivate(paths().state, JSON.stringif
 export function localController(state: NetworkState): ControllerConfig {
   const p = paths();
   return {
-    url: `https://127.0.0.1:${state.ctrlPort}`,
+    url: `https://${state.advertise}:${state.ctrlPort}`,
     caFile: join(p.home, "pki", "root-ca", "certs", "root-ca.cert"),
     auth: { method: "password", username: state.username, passwordFile: p.password },
   };
@@ -76,13 +95,47 @@ async function controllerReady(state: NetworkState): Promise<boolean> {
 }
 
 /**
- * The quickstart listens on every interface; nothing of ours may listen beyond
- * loopback, so its listeners are rewritten to 127.0.0.1 before every start.
+ * The quickstart's router listens on every interface whatever it is told, so
+ * the listeners of both configs are rewritten to the one listen address
+ * before every lasting start. Advertised addresses are left alone.
  */
-function bindToLoopback(home: string): void {
-  for (const f of ["ctrl.yaml", "router-quickstart.yaml"]) {
+function bindListeners(home: string, listen: string): void {
+  const rewrite = (f: string, keys: RegExp) => {
     const file = join(home, f);
-    if (existsSync(file)) writeFileSync(file, readFileSync(file, "utf8").replace(/0\.0\.0\.0:/g, "127.0.0.1:"));
+    if (existsSync(file)) writeFileSync(file, readFileSync(file, "utf8").replace(keys, `$1${listen}$2`));
+  };
+  // ctrl.yaml: the fabric listener and the web bind point ("interface").
+  rewrite("ctrl.yaml", /^(\s*(?:-\s*)?(?:listener|interface):\s*(?:tls:)?)[^:\s]+(:\d+)/gm);
+  // router: the link listener's bind and the edge listener's address.
+  rewrite("router-quickstart.yaml", /^(\s*(?:-\s*)?(?:bind|address):\s*tls:)[^:\s]+(:\d+)/gm);
+}
+
+/**
+ * The address to listen on for `advertise`: itself when it is an IP, else
+ * what the name resolves to on this host, which must be one of its own
+ * interfaces (a name that resolves elsewhere, as behind a cloud's 1:1 NAT,
+ * needs --listen).
+ */
+export async function listenAddressFor(advertise: string): Promise<string> {
+  if (isIP(advertise)) return advertise;
+  let address: string;
+  try {
+    address = (await lookup(advertise, { family: 4 })).address;
+  } catch (err) {
+    throw new InvalidNetworkAddress(`cannot resolve ${advertise} on this host (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): fix its DNS record, or give --listen ADDRESS (an address of this host)`);
+  }
+  const own = Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((i) => i.address));
+  if (!own.includes(address)) {
+    throw new InvalidNetworkAddress(`${advertise} resolves to ${address}, which is not an address of this host (behind NAT?): give --listen ADDRESS, the local address the forwarded ports arrive at`);
+  }
+  return address;
+}
+
+/** A requested advertised address or port that this network cannot take. */
+export class InvalidNetworkAddress extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "InvalidNetworkAddress";
   }
 }
 
@@ -146,15 +199,23 @@ async function startQuickstart(state: NetworkState, progress: (s: string) => voi
       args: [
         "-c", RESTART_LOOP, "ralph-ziti-network", ziti,
         "edge", "quickstart", "--home", p.home,
-        "--ctrl-address", "127.0.0.1", "--ctrl-port", String(state.ctrlPort),
-        "--router-address", "127.0.0.1", "--router-port", String(state.routerPort),
+        "--ctrl-address", state.advertise, "--ctrl-port", String(state.ctrlPort),
+        "--router-address", state.advertise, "--router-port", String(state.routerPort),
         "--username", state.username,
         // Only read when the network is created; later starts carry no secret.
         ...(bootstrapPassword ? ["--password", bootstrapPassword] : []),
       ],
-      // The controller is created listening on loopback; the router's template
-      // has no such setting, hence bindToLoopback before the lasting start.
-      env: { ...process.env, ZITI_CONFIG_DIR: p.configDir, ZITI_CTRL_BIND_ADDRESS: "127.0.0.1", ZITI_CTRL_EDGE_BIND_ADDRESS: "127.0.0.1" },
+      // The controller is created listening on the listen address; the
+      // router's template has no such setting, hence bindListeners before the
+      // lasting start. An IP given as --*-address lands in the certificates
+      // as a DNS name (1.7.2), so an IP goes in through the IP overrides.
+      env: {
+        ...process.env,
+        ZITI_CONFIG_DIR: p.configDir,
+        ZITI_CTRL_BIND_ADDRESS: state.listen,
+        ZITI_CTRL_EDGE_BIND_ADDRESS: state.listen,
+        ...(isIP(state.advertise) ? { ZITI_CTRL_EDGE_IP_OVERRIDE: state.advertise, ZITI_ROUTER_IP_OVERRIDE: state.advertise } : {}),
+      },
       logFile: p.log,
       outputToFileOnly: true,
     });
@@ -165,9 +226,9 @@ async function startQuickstart(state: NetworkState, progress: (s: string) => voi
     await waitFor(() => controllerReady(state), { what: "the Ziti controller and router to come online", timeoutMs: 120_000, intervalMs: 500, signal: died.signal });
     return proc;
   };
-  progress(firstStart ? "starting a new OpenZiti network (controller + router) on 127.0.0.1" : "starting the OpenZiti network");
+  progress(firstStart ? `starting a new OpenZiti network (controller + router) advertised as ${state.advertise}` : "starting the OpenZiti network");
   if (!firstStart) {
-    bindToLoopback(p.home);
+    bindListeners(p.home, state.listen);
     reserveStoreMapping(p.home);
     return (await launch()).pid;
   }
@@ -186,7 +247,7 @@ async function startQuickstart(state: NetworkState, progress: (s: string) => voi
   }
   writePrivate(p.password, admin + "\n");
   await proc.stop(10_000);
-  bindToLoopback(p.home);
+  bindListeners(p.home, state.listen);
   reserveStoreMapping(p.home);
   proc = await launch();
   return proc.pid;
@@ -254,12 +315,63 @@ function writeLocalDaemonConfig(file: string, identityFile: string): void {
   writePrivate(file, JSON.stringify(rest, null, 2) + "\n");
 }
 
+export interface ZitiUpOptions {
+  onProgress?: (line: string) => void;
+  /** Defaults, for a new network: 127.0.0.1, 1280, 3022. An existing network keeps its own. */
+  advertise?: string;
+  ctrlPort?: number;
+  routerPort?: number;
+  /** Interface address to listen on, when the advertised name resolves to none of this host's (NAT). */
+  listen?: string;
+  /** Destroy the existing network (every identity, service and enrolment) and make a new one. */
+  recreate?: boolean;
+}
+
+/**
+ * The advertised address and ports are in the certificates and in every
+ * enrolled identity, so an existing network cannot move: the way out is a new
+ * network, which every machine must join again.
+ */
+function refuseMove(state: NetworkState, want: Partial<NetworkAddress>): void {
+  const changes = (["advertise", "ctrlPort", "routerPort"] as const).filter((k) => want[k] !== undefined && want[k] !== state[k]).map((k) => `${k} ${state[k]} -> ${want[k]}`);
+  if (!changes.length) return;
+  throw new InvalidNetworkAddress(
+    `this network exists with ${changes.join(", ")}: an advertised address and its ports are baked into the network's certificates and into every identity enrolled with it, so they cannot change. ` +
+      `Either keep them (run 'ralph ziti up' without these options), make a separate network under another RALPH_HOME, ` +
+      `or add --recreate, which DESTROYS this network: every identity, service and enrolment (every daemon and laptop must join again with new tokens)`,
+  );
+}
+
+/** Removes the embedded network and everything enrolled with it, for --recreate. */
+async function destroyNetwork(progress: (s: string) => void): Promise<void> {
+  await zitiDown();
+  const p = paths();
+  progress(`destroying the network under ${dir()}: its PKI, every identity, service and enrolment`);
+  for (const f of [p.home, p.state, p.password, p.configDir, homeDir("ziti", "identities"), homeDir("ziti", "tokens")]) rmSync(f, { recursive: true, force: true });
+}
+
 /** Starts (or reuses) the embedded network and makes the local daemon and client ready to use. */
-export async function zitiUp(opts: { onProgress?: (line: string) => void } = {}): Promise<LocalNetwork> {
+export async function zitiUp(opts: ZitiUpOptions = {}): Promise<LocalNetwork> {
   const progress = opts.onProgress ?? (() => undefined);
   let state = readState();
+  if (state && opts.recreate) {
+    await destroyNetwork(progress);
+    state = undefined;
+  }
+  if (state) refuseMove(state, opts);
   if (!state) {
-    state = { ctrlPort: await freePort(), routerPort: await freePort(), username: "admin" };
+    const advertise = opts.advertise ?? LOOPBACK;
+    state = {
+      advertise,
+      listen: opts.listen ?? (await listenAddressFor(advertise)),
+      ctrlPort: opts.ctrlPort ?? DEFAULT_CTRL_PORT,
+      routerPort: opts.routerPort ?? DEFAULT_ROUTER_PORT,
+      username: "admin",
+    };
+    saveState(state);
+  } else if (opts.listen !== undefined && opts.listen !== state.listen) {
+    // Not in any certificate: the listen address may move (a new NAT target).
+    state.listen = opts.listen;
     saveState(state);
   }
   const running = state.pid !== undefined && pidAlive(state.pid) && (await controllerReady(state).catch(() => false));
@@ -304,6 +416,10 @@ export async function zitiDown(): Promise<boolean> {
 
 export interface NetworkStatus {
   configured: boolean;
+  advertise?: string;
+  listen?: string;
+  ctrlPort?: number;
+  routerPort?: number;
   running: boolean;
   pid?: number;
   controller?: string;
@@ -317,7 +433,7 @@ export async function zitiStatus(): Promise<NetworkStatus> {
   const state = readState();
   if (!state) return { configured: false, running: false };
   const controller = localController(state);
-  const base = { configured: true, controller: controller.url };
+  const base = { configured: true, controller: controller.url, advertise: state.advertise, listen: state.listen, ctrlPort: state.ctrlPort, routerPort: state.routerPort };
   if (!state.pid || !pidAlive(state.pid)) return { ...base, running: false };
   try {
     const m = await ManagementClient.connect(controller);

@@ -1,13 +1,15 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../../src/util/ports.js";
 import { zitiDown, zitiUp, type LocalNetwork } from "../../src/ziti/network.js";
 
 /** A real quickstart network in a private RALPH_HOME, torn down afterwards. */
 export async function startTestNetwork(prefix: string): Promise<{ home: string; net: LocalNetwork; stop(): Promise<void> }> {
   const home = mkdtempSync(join(tmpdir(), `${prefix}-`));
   process.env.RALPH_HOME = home;
-  const net = await zitiUp();
+  // Free ports, not the fixed defaults: test files and a user's own network may run at once.
+  const net = await zitiUp({ ctrlPort: await freePort(), routerPort: await freePort() });
   return {
     home,
     net,

@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { homeDir } from "../../config/paths.js";
 import { ensureDialerBinary, ensureHostBinary, ensureZitiBinary, ZITI_VERSION } from "../../ziti/binary.js";
 import { enrollIdentity } from "../../ziti/enroll.js";
-import { createMachineIdentity, LOCAL_NAME, localManagementClient, revokeMachineIdentity, zitiDown, zitiStatus, zitiUp } from "../../ziti/network.js";
+import { createMachineIdentity, DEFAULT_CTRL_PORT, DEFAULT_ROUTER_PORT, InvalidNetworkAddress, LOCAL_NAME, localManagementClient, revokeMachineIdentity, zitiDown, zitiStatus, zitiUp } from "../../ziti/network.js";
 import { controlServiceName } from "../../ziti/roles.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
@@ -15,6 +15,12 @@ export function parseDuration(v: string): number {
   const ms = m ? Number(m[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "m" | "h" | "d"] : NaN;
   if (!(ms > 0) || ms > 30 * 86_400_000) throw new InvalidArgumentError("give a duration such as 30m, 3h or 2d, at most 30d");
   return ms;
+}
+
+function parsePort(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError("give a TCP port, 1-65535");
+  return n;
 }
 
 const progress = (line: string) => process.stderr.write(`${style.dim("==>")} ${line}\n`);
@@ -31,10 +37,25 @@ export function registerZitiCommands(program: Command): void {
 
   ziti
     .command("up")
-    .description("Start (or reuse) the local OpenZiti network on 127.0.0.1, provision the local daemon's services, and set up the local daemon (its identity only, no admin credential) and client")
+    .description(
+      "Start (or reuse) this machine's OpenZiti network (controller + router), provision the local daemon's services, and set up the local daemon (its identity only, no admin credential) and client. " +
+        "The controller and router listen on the advertised address only; its two ports are the only ones any machine of the network opens",
+    )
+    .option("--advertise <host>", `DNS name or IP other machines reach this network at; baked into its certificates, so choose a stable one (new network: default 127.0.0.1, this machine only)`)
+    .option("--ctrl-port <n>", `controller port (new network: default ${DEFAULT_CTRL_PORT})`, parsePort)
+    .option("--router-port <n>", `router port (new network: default ${DEFAULT_ROUTER_PORT})`, parsePort)
+    .option("--listen <address>", "local address to listen on when the advertised name does not resolve to one of this host's (behind NAT); default: the advertised IP, or what its name resolves to")
+    .option("--recreate", "destroy the existing network (every identity, service and enrolment: every machine must join again) and create it anew with these settings")
     .option("--json", "print the result as JSON")
-    .action(async (o: { json?: boolean }) => {
-      const net = await zitiUp({ onProgress: progress });
+    .action(async (o: { json?: boolean; advertise?: string; ctrlPort?: number; routerPort?: number; listen?: string; recreate?: boolean }) => {
+      if (o.advertise !== undefined && !/^[A-Za-z0-9.-]+$/.test(o.advertise)) throw new CliError(`--advertise ${o.advertise}: give a DNS name or an IPv4 address`, ExitCode.InvalidInput);
+      let net;
+      try {
+        net = await zitiUp({ onProgress: progress, advertise: o.advertise, ctrlPort: o.ctrlPort, routerPort: o.routerPort, listen: o.listen, recreate: o.recreate });
+      } catch (err) {
+        if (err instanceof InvalidNetworkAddress) throw new CliError(err.message, ExitCode.InvalidInput);
+        throw err;
+      }
       if (o.json) return printJson({ controller: net.controller.url, pid: net.pid, daemonConfig: net.daemonConfigFile, remote: "local" });
       process.stdout.write(`network up (pid ${net.pid}); daemon config ${net.daemonConfigFile}; client remote "local" registered\n`);
     });
