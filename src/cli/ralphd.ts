@@ -3,6 +3,8 @@ import { Command } from "commander";
 import { loadDaemonConfig } from "../daemon/config.js";
 import { checkDaemon } from "../daemon/check.js";
 import { runDaemon } from "../daemon/main.js";
+import { joinNetwork } from "../daemon/join.js";
+import { readFileSync } from "node:fs";
 import { CliError, ExitCode } from "./exit-codes.js";
 import { endQuietlyOnClosedPipe, printJson, reportError, style } from "./output.js";
 import { VERSION } from "../version.js";
@@ -26,6 +28,29 @@ const program = new Command("ralphd")
 program.exitOverride();
 exitOnSignalUnlessHandled();
 endQuietlyOnClosedPipe();
+
+program
+  .command("join")
+  .description("Join a network as a daemon with a one-time token from 'ralph ziti identity create NAME --role daemon': enrols here (the key pair is made on this machine), then writes a complete daemon config, so that 'ralphd check' and 'ralphd' need no arguments")
+  .requiredOption("--token <file>", "the token file, or - for standard input")
+  .option("--name <name>", "the daemon's name (default: the one its identity may host services for)")
+  .option("--workspace <dir>", "where loops' checkouts live (default: RALPH_HOME/daemon/workspace)")
+  .option("--config <file>", "where to write the daemon config (default: RALPH_HOME/daemon/config.json); the identity goes beside it")
+  .option("--json", "print the result as JSON")
+  .action(async (o: { token: string; name?: string; workspace?: string; config?: string; json?: boolean }) => {
+    const source = o.token === "-" ? "standard input" : o.token;
+    let token: string;
+    try {
+      token = readFileSync(o.token === "-" ? 0 : o.token, "utf8");
+    } catch (err) {
+      throw new CliError(`cannot read the token from ${source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ExitCode.InvalidInput);
+    }
+    const r = await joinNetwork({ token, source, name: o.name, workspaceDir: o.workspace, configFile: o.config ?? program.opts<{ config?: string }>().config });
+    if (o.json) return printJson(r);
+    process.stdout.write(`joined ${r.controller} as daemon "${r.name}": config ${r.configFile}, identity ${r.identityFile} (its private key was made here)
+`);
+    process.stderr.write(`next: 'ralphd check'${o.config ? ` --config ${r.configFile}` : ""}, then 'ralphd'; clients add it with 'ralph remote add ${r.name} --token FILE'\n`);
+  });
 
 program
   .command("check")

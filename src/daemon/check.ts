@@ -6,6 +6,7 @@ import { opencodeBinary } from "../opencode/binary.js";
 import { locateHostBinary } from "../ziti/binary.js";
 import { startZitiHost, type ZitiHost } from "../ziti/host.js";
 import { identityIdOf } from "../ziti/identity-file.js";
+import { identityView } from "../ziti/reach.js";
 import { controlServiceName, loopsServiceName } from "../ziti/roles.js";
 import type { DaemonConfig } from "./config.js";
 
@@ -47,6 +48,11 @@ export async function checkDaemon(config: DaemonConfig): Promise<CheckResult[]> 
   await check("ziti-host", () => locateHostBinary());
   await check("opencode", () => opencodeBinary());
   await check("identity", () => `${config.identityFile} (id ${identityIdOf(config.identityFile)})`);
+  // Reachability first, named by its real cause: the login below only knows it failed.
+  await check("controller", async () => {
+    const view = await identityView(config.identityFile);
+    return `${controllerOf(config.identityFile)} answers from this host and knows this identity ("${view.name}")`;
+  });
   let host: ZitiHost | undefined;
   try {
     await check("login", async () => {

@@ -84,7 +84,7 @@ export function loadDaemonConfig(path = defaultDaemonConfigPath()): DaemonConfig
   try {
     raw = readFileSync(path, "utf8");
   } catch {
-    throw new Error(`no daemon config at ${path}: run 'ralph ziti up' for the local network, or pass --config FILE`);
+    throw new Error(`no daemon config at ${path}: run 'ralph ziti up' for the local network, 'ralphd join --token FILE' to join another machine's, or pass --config FILE`);
   }
   let json: unknown;
   try {

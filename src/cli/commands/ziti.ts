@@ -5,7 +5,6 @@ import { homeDir } from "../../config/paths.js";
 import { ensureDialerBinary, ensureHostBinary, ensureZitiBinary, ZITI_VERSION } from "../../ziti/binary.js";
 import { enrollIdentity } from "../../ziti/enroll.js";
 import { createMachineIdentity, DEFAULT_CTRL_PORT, DEFAULT_ROUTER_PORT, InvalidNetworkAddress, LOCAL_NAME, localManagementClient, revokeMachineIdentity, zitiDown, zitiStatus, zitiUp } from "../../ziti/network.js";
-import { controlServiceName } from "../../ziti/roles.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
 
@@ -112,10 +111,7 @@ export function registerZitiCommands(program: Command): void {
       }
       if (out) writeFileSync(out, token.jwt + "\n", { mode: 0o600 });
       const where = out ?? "TOKEN_FILE";
-      const next =
-        o.role === "client"
-          ? `ralph remote add REMOTE --token ${where} --service ${controlServiceName(LOCAL_NAME)}`
-          : `ralph ziti enroll --token ${where} --out identity.json   (then name "${name}" and that identityFile in its daemon config)`;
+      const next = o.role === "client" ? `ralph remote add DAEMON --token ${where}   (DAEMON: the daemon's name, e.g. ${LOCAL_NAME})` : `ralphd join --token ${where}`;
       if (o.json) return printJson({ name, role: o.role, expiresAt: token.expiresAt, ...(out ? { tokenFile: out } : { token: token.jwt }), next });
       if (o.print) process.stdout.write(`${token.jwt}\n`);
       else process.stdout.write(`${out}\n`);
