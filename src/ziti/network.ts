@@ -11,7 +11,6 @@ import { Roles } from "./roles.js";
 import { provisionDaemonServices, removeDaemonServices } from "./provision.js";
 import { upsertRemote } from "../client/remotes.js";
 import { SupervisedProcess, pidAlive, releaseFromParentExit, signalGroup } from "../process/supervisor.js";
-import { freePort } from "../util/ports.js";
 import { waitFor } from "../util/wait.js";
 import { ensureZitiBinary } from "./binary.js";
 import { enrollIdentity } from "./enroll.js";
