@@ -10,6 +10,7 @@ import { runRetentionBench } from "./retention.js";
 import { startScriptedModel } from "../src/model/scripted-model.js";
 import { ZITI_VERSION } from "../src/ziti/binary.js";
 import { zitiDown, zitiUp } from "../src/ziti/network.js";
+import { freePort } from "../src/util/ports.js";
 
 const { values } = parseArgs({ options: { out: { type: "string" }, requests: { type: "string", default: "300" }, samples: { type: "string", default: "5" }, loops: { type: "string", default: "30" } } });
 const requests = Number(values.requests);
@@ -27,7 +28,8 @@ const ownHome = !process.env.RALPH_HOME;
 const home = process.env.RALPH_HOME ?? mkdtempSync(join(tmpdir(), "ralph-bench-"));
 process.env.RALPH_HOME = home;
 log(`RALPH_HOME=${home}; bringing up the OpenZiti network`);
-const net = await zitiUp();
+// Free ports for a private network: the defaults may be taken by the user's own.
+const net = await zitiUp(ownHome ? { ctrlPort: await freePort(), routerPort: await freePort() } : {});
 try {
   const overlay = await runOverlayBench({ requests, home, net, log });
   const daemon = await runDaemonBench({ home, samples, log });

@@ -17,3 +17,13 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** Whether `port` can be listened on at `host` now (tries it, and lets go at once). */
+export function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolveFree) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once("error", () => resolveFree(false));
+    srv.listen(port, host, () => srv.close(() => resolveFree(true)));
+  });
+}

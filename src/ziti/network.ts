@@ -12,6 +12,7 @@ import { provisionDaemonServices, removeDaemonServices } from "./provision.js";
 import { upsertRemote } from "../client/remotes.js";
 import { SupervisedProcess, pidAlive, releaseFromParentExit, signalGroup } from "../process/supervisor.js";
 import { waitFor } from "../util/wait.js";
+import { portFree } from "../util/ports.js";
 import { ensureZitiBinary } from "./binary.js";
 import { enrollIdentity } from "./enroll.js";
 import { ManagementClient } from "./mgmt.js";
@@ -376,6 +377,14 @@ export async function zitiUp(opts: ZitiUpOptions = {}): Promise<LocalNetwork> {
   const running = state.pid !== undefined && pidAlive(state.pid) && (await controllerReady(state).catch(() => false));
   if (running) progress(`the OpenZiti network is already running (pid ${state.pid})`);
   else {
+    // A taken port would only show as a quickstart that dies during start-up.
+    for (const [what, port] of [["controller", state.ctrlPort], ["router", state.routerPort]] as const) {
+      if (!(await portFree(state.listen, port))) {
+        throw new InvalidNetworkAddress(
+          `the ${what} port ${state.listen}:${port} is in use by another program (another network under another RALPH_HOME?): stop it, or create this network with another --${what === "controller" ? "ctrl" : "router"}-port`,
+        );
+      }
+    }
     state.pid = await startQuickstart(state, progress);
     saveState(state);
   }
