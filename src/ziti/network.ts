@@ -15,7 +15,7 @@ import { waitFor } from "../util/wait.js";
 import { portFree } from "../util/ports.js";
 import { ensureZitiBinary } from "./binary.js";
 import { enrollIdentity } from "./enroll.js";
-import { ManagementClient } from "./mgmt.js";
+import { ManagementClient, type Entity } from "./mgmt.js";
 import { identityIdOf } from "./identity-file.js";
 import { controlServiceName } from "./roles.js";
 
@@ -422,6 +422,34 @@ export async function zitiDown(): Promise<boolean> {
   return true;
 }
 
+/** One identity as the management API shows it: what it may do and whether its token was used. */
+export interface IdentityStatus {
+  name: string;
+  roles: string[];
+  role: "daemon" | "client" | "admin" | "router" | "other";
+  /** Its one-time token was used (it has a certificate or password authenticator). */
+  enrolled: boolean;
+  /** When a pending token expires (not enrolled yet). */
+  tokenExpiresAt?: string;
+  /** Logged in now. */
+  online: boolean;
+}
+
+interface IdentityDetail extends Entity {
+  isAdmin?: boolean;
+  hasApiSession?: boolean;
+  type?: { name?: string };
+  authenticators?: Record<string, unknown> | null;
+  enrollment?: { ott?: { expiresAt?: string } } | null;
+}
+
+function identityStatus(i: IdentityDetail): IdentityStatus {
+  const roles = i.roleAttributes ?? [];
+  const role = i.type?.name === "Router" ? "router" : i.isAdmin ? "admin" : roles.includes(Roles.daemon) ? "daemon" : roles.includes(Roles.client) ? "client" : "other";
+  const tokenExpiresAt = i.enrollment?.ott?.expiresAt;
+  return { name: i.name, roles, role, enrolled: Object.keys(i.authenticators ?? {}).length > 0, ...(tokenExpiresAt ? { tokenExpiresAt } : {}), online: i.hasApiSession === true };
+}
+
 export interface NetworkStatus {
   configured: boolean;
   advertise?: string;
@@ -432,7 +460,7 @@ export interface NetworkStatus {
   pid?: number;
   controller?: string;
   routersOnline?: number;
-  identities?: { name: string; roles: string[] }[];
+  identities?: IdentityStatus[];
   services?: string[];
   error?: string;
 }
@@ -446,7 +474,7 @@ export async function zitiStatus(): Promise<NetworkStatus> {
   try {
     const m = await ManagementClient.connect(controller);
     try {
-      const identities = (await m.listNames("identities")).map((i) => ({ name: i.name, roles: i.roleAttributes ?? [] }));
+      const identities = (await m.request<IdentityDetail[]>("GET", "/identities?limit=500")).map(identityStatus);
       const services = (await m.listNames("services")).map((s) => s.name);
       return { ...base, running: true, pid: state.pid, routersOnline: await m.routersOnline(), identities, services };
     } finally {

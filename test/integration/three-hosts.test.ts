@@ -252,6 +252,9 @@ test("net: the network comes up advertised on its subnet address, listening ther
     const r = JSON.parse(ok(await ralph("net", ["ziti", "identity", "create", name, "--role", role, "--json"]), `identity create ${name}`)) as { tokenFile: string; next: string };
     if (role === "daemon") assert.match(r.next, /^ralphd join --token /);
     // The token travels to the other host; it is a secret until used, and no key.
+    const pending = (JSON.parse(ok(await ralph("net", ["ziti", "status", "--json"]), "status")) as { identities: { name: string; enrolled: boolean; tokenExpiresAt?: string }[] }).identities.find((i) => i.name === name);
+    assert.equal(pending?.enrolled, false, `${name} has not enrolled yet`);
+    assert.ok(pending?.tokenExpiresAt && Date.parse(pending.tokenExpiresAt) > Date.now(), "its token's expiry shows");
     const dest = join(root, `${name}.jwt`);
     cpSync(r.tokenFile, dest);
     if (role === "daemon") boxToken = dest;
@@ -433,6 +436,16 @@ test("no file under the daemon's or the laptop's RALPH_HOME holds an admin secre
       for (const k of others) assert.ok(!content.replace(/\\n/g, "\n").includes(k), `${f} holds no other host's private key`);
     }
   }
+});
+
+test("net: ralph ziti status shows the advertised address, the ports and every identity with its role and whether it enrolled", { timeout: 150_000 }, async () => {
+  const s = JSON.parse(ok(await ralph("net", ["ziti", "status", "--json"]), "ziti status")) as { advertise: string; identities: { name: string; role: string; enrolled: boolean; online: boolean }[] };
+  const byName = Object.fromEntries(s.identities.map((i) => [i.name, i]));
+  assert.deepEqual({ role: byName.box?.role, enrolled: byName.box?.enrolled, online: byName.box?.online }, { role: "daemon", enrolled: true, online: true });
+  assert.deepEqual({ role: byName.laptop?.role, enrolled: byName.laptop?.enrolled }, { role: "client", enrolled: true });
+  const text = ok(await ralph("net", ["ziti", "status"]), "ziti status");
+  assert.match(text, new RegExp(`advertised as ${IP.net.replace(/\./g, "\\.")}: controller port ${CTRL_PORT}, router port ${ROUTER_PORT}`));
+  assert.match(text, /identity box\tdaemon\tenrolled, online/);
 });
 
 test("a revoked laptop loses access within seconds, with a message that says so", { timeout: 150_000 }, async () => {

@@ -254,7 +254,7 @@ test("a client identity made with ralph ziti identity create works, and revoking
   const token = join(network.home, "laptop.jwt");
   const created = await ralphCli("ziti", "identity", "create", "laptop", "--role", "client", "--out", token);
   assert.equal(created.stdout.trim(), token);
-  assert.match(created.stderr, new RegExp(`ralph remote add REMOTE --token ${token} --service ralph-control-local`));
+  assert.match(created.stderr, new RegExp(`ralph remote add DAEMON --token ${token} `));
   assert.equal(statSync(token).mode & 0o777, 0o600, "tokens are private");
   assert.doesNotMatch(readFileSync(token, "utf8"), /PRIVATE KEY/, "a token, not a key, is what travels");
   const file = join(network.home, "laptop.json");
@@ -376,8 +376,21 @@ test("ralph ziti status and up through the CLI reuse the running network", async
     /cannot reach the controller at https:\/\/127\.0\.0\.1:\d+\S*: connection refused \(is the network up, and is this its address\?\)/,
     "a controller that is down is reported as such, not as a refused identity",
   );
-  const again = JSON.parse((await run(process.execPath, [cli, "ziti", "up", "--json"], { env })).stdout) as { pid: number };
+  // A network.json of a release before --advertise: read as 127.0.0.1 with its own ports, and kept so.
+  const stateFile = join(network.home, "ziti", "network.json");
+  const { advertise: _a, listen: _l, ...older } = JSON.parse(readFileSync(stateFile, "utf8")) as Record<string, unknown>;
+  writeFileSync(stateFile, JSON.stringify(older), { mode: 0o600 });
+  // Moving it is refused, with why and the way out; nothing is changed.
+  const moved = await run(process.execPath, [cli, "ziti", "up", "--ctrl-port", String(Number(older.ctrlPort) + 1)], { env }).catch((e: { code: number; stderr: string }) => e);
+  assert.equal((moved as { code?: number }).code, 2);
+  assert.match((moved as { stderr: string }).stderr, /ctrlPort \d+ -> \d+: an advertised address and its ports are baked into .* another RALPH_HOME.* --recreate, which DESTROYS/);
+  const again = JSON.parse((await run(process.execPath, [cli, "ziti", "up", "--json"], { env })).stdout) as { pid: number; controller: string };
   assert.notEqual(again.pid, status.pid);
+  assert.equal(again.controller, `https://127.0.0.1:${older.ctrlPort}`);
+  assert.deepEqual(
+    (({ advertise, ctrlPort, routerPort }) => ({ advertise, ctrlPort, routerPort }))(JSON.parse(readFileSync(stateFile, "utf8")) as Record<string, unknown>),
+    { advertise: "127.0.0.1", ctrlPort: older.ctrlPort, routerPort: older.routerPort },
+  );
   keysArePrivate();
   const restarted = JSON.parse((await run(process.execPath, [cli, "ziti", "status", "--json"], { env })).stdout) as typeof status;
   assert.deepEqual(restarted.identities, status.identities, "a stopped network comes back with its state");

@@ -68,7 +68,7 @@ export function registerZitiCommands(program: Command): void {
 
   ziti
     .command("status")
-    .description("Controller, router, identities and services of the local network")
+    .description("The local network: its advertised address and ports, routers, every identity (role, enrolled or not, online) and services")
     .option("--json", "print as JSON")
     .action(async (o: { json?: boolean }) => {
       const s = await zitiStatus();
@@ -76,10 +76,14 @@ export function registerZitiCommands(program: Command): void {
       else if (!s.configured) process.stdout.write("no local network: run 'ralph ziti up'\n");
       else {
         process.stdout.write(`controller ${s.controller}: ${s.running ? style.green("running") : style.red("stopped")}${s.pid ? ` (pid ${s.pid})` : ""}\n`);
+        process.stdout.write(`advertised as ${s.advertise}: controller port ${s.ctrlPort}, router port ${s.routerPort} (listening on ${s.listen}; open these two ports to the daemon and client machines)\n`);
         if (s.error) process.stdout.write(`  ${style.red(s.error)}\n`);
         if (s.running) {
           process.stdout.write(`routers online: ${s.routersOnline}\n`);
-          for (const i of s.identities ?? []) process.stdout.write(`identity ${i.name} ${style.dim(i.roles.join(","))}\n`);
+          for (const i of s.identities ?? []) {
+            const state = i.enrolled ? (i.online ? style.green("enrolled, online") : "enrolled") : style.yellow(`not enrolled${i.tokenExpiresAt ? ` (token valid until ${i.tokenExpiresAt})` : ""}`);
+            process.stdout.write(`identity ${i.name}\t${i.role}\t${state}\n`);
+          }
           for (const name of s.services ?? []) process.stdout.write(`service ${name}\n`);
         }
       }
