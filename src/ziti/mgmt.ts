@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { ControllerConfig } from "../daemon/config.js";
 import { unreachable } from "./reach.js";
-import { DIAL_POLICY, Roles } from "./roles.js";
+import { DIAL_POLICY, ROUTER_POLICY, Roles, SERVICE_ROUTER_POLICY } from "./roles.js";
 
 /** An error answered by the controller, with its own message. */
 export class ZitiApiError extends Error {
@@ -164,12 +164,25 @@ export class ManagementClient {
   deleteIdentity = (name: string): Promise<boolean> => this.deleteByName("identities", name);
 
   /** Creates the policy, or rewrites it when it exists, so its grants are exactly these. */
-  async ensureServicePolicy(name: string, type: PolicyType, identityRoles: string[], serviceRoles: string[]): Promise<string> {
-    const body = servicePolicyBody(name, type, identityRoles, serviceRoles);
-    const existing = await this.findByName("service-policies", name);
-    if (!existing) return (await this.request<{ id: string }>("POST", "/service-policies", body)).id;
-    await this.request("PUT", `/service-policies/${existing.id}`, body);
+  private async ensurePolicy(collection: "service-policies" | "edge-router-policies" | "service-edge-router-policies", body: { name: string }): Promise<string> {
+    const existing = await this.findByName(collection, body.name);
+    if (!existing) return (await this.request<{ id: string }>("POST", `/${collection}`, body)).id;
+    await this.request("PUT", `/${collection}/${existing.id}`, body);
     return existing.id;
+  }
+
+  ensureServicePolicy(name: string, type: PolicyType, identityRoles: string[], serviceRoles: string[]): Promise<string> {
+    return this.ensurePolicy("service-policies", servicePolicyBody(name, type, identityRoles, serviceRoles));
+  }
+
+  /**
+   * Lets Ralph's identities and services use every edge router. The
+   * quickstart's network allows all of it already; a controller of one's own
+   * (`ralph ziti login`) may allow nothing by default.
+   */
+  async ensureRouterPolicies(): Promise<void> {
+    await this.ensurePolicy("edge-router-policies", { name: ROUTER_POLICY, semantic: "AnyOf", identityRoles: [`#${Roles.client}`, `#${Roles.daemon}`], edgeRouterRoles: ["#all"] } as { name: string });
+    await this.ensurePolicy("service-edge-router-policies", { name: SERVICE_ROUTER_POLICY, semantic: "AnyOf", serviceRoles: [`#${Roles.service}`], edgeRouterRoles: ["#all"] } as { name: string });
   }
 
   /** Clients tagged ralph-client may dial every Ralph service. */

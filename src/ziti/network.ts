@@ -17,6 +17,7 @@ import { ensureZitiBinary } from "./binary.js";
 import { enrollIdentity } from "./enroll.js";
 import { ManagementClient, type Entity } from "./mgmt.js";
 import { identityIdOf } from "./identity-file.js";
+import { loginManagementClient, savedLogin } from "./login.js";
 import { controlServiceName } from "./roles.js";
 
 const LOOPBACK = "127.0.0.1";
@@ -271,6 +272,9 @@ async function ensureIdentity(m: ManagementClient, name: string, role: "daemon" 
  * credential. A failure leaves no identity behind.
  */
 export async function createMachineIdentity(m: ManagementClient, name: string, role: "daemon" | "client", expiresAt?: Date): Promise<{ jwt: string; expiresAt: string }> {
+  // Idempotent: on a controller of one's own these may not exist yet.
+  await m.ensureDialPolicy();
+  await m.ensureRouterPolicies();
   const { id, jwt, expiresAt: expires } = await m.createIdentity(name, role, expiresAt);
   if (role === "daemon") {
     try {
@@ -452,6 +456,8 @@ function identityStatus(i: IdentityDetail): IdentityStatus {
 
 export interface NetworkStatus {
   configured: boolean;
+  /** Acting on a controller of one's own (`ralph ziti login`), not the embedded network. */
+  loggedIn?: boolean;
   advertise?: string;
   listen?: string;
   ctrlPort?: number;
@@ -466,28 +472,43 @@ export interface NetworkStatus {
 }
 
 export async function zitiStatus(): Promise<NetworkStatus> {
+  const login = savedLogin();
   const state = readState();
-  if (!state) return { configured: false, running: false };
-  const controller = localController(state);
-  const base = { configured: true, controller: controller.url, advertise: state.advertise, listen: state.listen, ctrlPort: state.ctrlPort, routerPort: state.routerPort };
-  if (!state.pid || !pidAlive(state.pid)) return { ...base, running: false };
+  let controller: ControllerConfig;
+  let base: Omit<NetworkStatus, "running">;
+  if (login) {
+    // A controller of one's own: its address is whatever its URL says.
+    controller = login;
+    const url = new URL(login.url);
+    base = { configured: true, controller: login.url, advertise: url.hostname, ctrlPort: Number(url.port || 443), loggedIn: true };
+  } else {
+    if (!state) return { configured: false, running: false };
+    controller = localController(state);
+    base = { configured: true, controller: controller.url, advertise: state.advertise, listen: state.listen, ctrlPort: state.ctrlPort, routerPort: state.routerPort };
+    if (!state.pid || !pidAlive(state.pid)) return { ...base, running: false };
+  }
   try {
     const m = await ManagementClient.connect(controller);
     try {
       const identities = (await m.request<IdentityDetail[]>("GET", "/identities?limit=500")).map(identityStatus);
       const services = (await m.listNames("services")).map((s) => s.name);
-      return { ...base, running: true, pid: state.pid, routersOnline: await m.routersOnline(), identities, services };
+      return { ...base, running: true, pid: login ? undefined : state?.pid, routersOnline: await m.routersOnline(), identities, services };
     } finally {
       await m.close();
     }
   } catch (err) {
-    return { ...base, running: false, pid: state.pid, error: (err as Error).message };
+    return { ...base, running: false, pid: login ? undefined : state?.pid, error: (err as Error).message };
   }
 }
 
 /** A ManagementClient for the embedded network (admin), for identity commands and tests. */
 export async function localManagementClient(): Promise<ManagementClient> {
   const state = readState();
-  if (!state) throw new Error("no local OpenZiti network: run 'ralph ziti up' first");
+  if (!state) throw new Error("no local OpenZiti network: run 'ralph ziti up' first, or 'ralph ziti login URL ...' for a controller of your own");
   return ManagementClient.connect(localController(state));
+}
+
+/** The controller the admin commands act on: the one of `ralph ziti login`, else the embedded network. */
+export async function adminManagementClient(): Promise<ManagementClient> {
+  return (await loginManagementClient()) ?? localManagementClient();
 }

@@ -22,6 +22,8 @@ export const loopsServiceName = (daemonName: string): string => `ralph-loops-${d
 export const hostedBy = (daemonName: string): string => `ralph-hosted-by-${daemonName}`;
 export const bindPolicyName = (daemonName: string): string => `ralph-bind-${daemonName}`;
 export const DIAL_POLICY = "ralph-clients-dial-services";
+export const ROUTER_POLICY = "ralph-identities-use-routers";
+export const SERVICE_ROUTER_POLICY = "ralph-services-use-routers";
 
 /** Attributes of a service hosted by `daemonName`. */
 export const serviceRoles = (daemonName: string): string[] => [Roles.service, hostedBy(daemonName)];

@@ -396,3 +396,51 @@ test("ralph ziti status and up through the CLI reuse the running network", async
   assert.deepEqual(restarted.identities, status.identities, "a stopped network comes back with its state");
   assert.ok(restarted.services.includes(SERVICE));
 });
+
+test("ralph ziti login: another RALPH_HOME administers this controller as one it did not create; identity create, status and revoke act on it", async () => {
+  const admin = mkdtempSync(join(tmpdir(), "ralph-admin-"));
+  const asAdmin = (...args: string[]) =>
+    promisify(execFile)(process.execPath, [join(process.cwd(), "dist", "cli", "ralph.js"), ...args], { env: { ...process.env, RALPH_HOME: admin } }).then(
+      (r) => ({ code: 0, ...r }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+  try {
+    const passwordFile = join(admin, "pw");
+    writeFileSync(passwordFile, readFileSync(join(network.home, "ziti", "admin-password")), { mode: 0o600 });
+    const ca = network.net.controller.caFile;
+    const url = network.net.controller.url;
+    const noCa = await asAdmin("ziti", "login", url, "--username", "admin", "--password-file", passwordFile);
+    assert.notEqual(noCa.code, 0);
+    assert.match(noCa.stderr, /--ca <file>/, "the CA is required: never trusted on first use");
+    const wrongPw = join(admin, "wrong");
+    writeFileSync(wrongPw, "not-the-password\n");
+    const refused = await asAdmin("ziti", "login", url, "--ca", ca, "--username", "admin", "--password-file", wrongPw);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /login to https:\/\/127\.0\.0\.1:\d+ failed: controller refused POST \/authenticate/);
+    assert.ok(!existsSync(join(admin, "ziti", "login", "controller.json")), "a failed login keeps nothing");
+
+    const ok = await asAdmin("ziti", "login", url, "--ca", ca, "--username", "admin", "--password-file", passwordFile, "--json");
+    assert.equal(ok.code, 0, ok.stderr);
+    for (const f of readdirSync(join(admin, "ziti", "login"))) assert.equal(statSync(join(admin, "ziti", "login", f)).mode & 0o777, 0o600, `${f} is private`);
+    assert.ok(!existsSync(join(admin, "ziti", "network.json")), "no network of its own");
+
+    const token = join(admin, "far.jwt");
+    const created = await asAdmin("ziti", "identity", "create", "far", "--role", "daemon", "--out", token);
+    assert.equal(created.code, 0, created.stderr);
+    assert.ok(await mgmt.getService(controlServiceName("far")), "the daemon's services are provisioned on that controller");
+    const status = JSON.parse((await asAdmin("ziti", "status", "--json")).stdout) as { loggedIn: boolean; running: boolean; identities: { name: string; role: string; enrolled: boolean }[] };
+    assert.equal(status.loggedIn, true);
+    assert.equal(status.running, true);
+    assert.deepEqual(
+      status.identities.filter((i) => i.name === "far").map(({ role, enrolled }) => ({ role, enrolled })),
+      [{ role: "daemon", enrolled: false }],
+    );
+    assert.equal((await asAdmin("ziti", "identity", "revoke", "far")).code, 0);
+    assert.equal(await mgmt.getIdentity("far"), undefined);
+    assert.equal(await mgmt.getService(controlServiceName("far")), undefined, "its services went with it");
+    assert.match((await asAdmin("ziti", "logout")).stdout, /logged out/);
+    assert.ok(!existsSync(join(admin, "ziti", "login")), "the credentials are gone from this machine");
+  } finally {
+    rmSync(admin, { recursive: true, force: true });
+  }
+});

@@ -4,7 +4,8 @@ import { join, resolve } from "node:path";
 import { homeDir } from "../../config/paths.js";
 import { ensureDialerBinary, ensureHostBinary, ensureZitiBinary, ZITI_VERSION } from "../../ziti/binary.js";
 import { enrollIdentity } from "../../ziti/enroll.js";
-import { createMachineIdentity, DEFAULT_CTRL_PORT, DEFAULT_ROUTER_PORT, InvalidNetworkAddress, LOCAL_NAME, localManagementClient, revokeMachineIdentity, zitiDown, zitiStatus, zitiUp } from "../../ziti/network.js";
+import { login, LoginRefused, logout } from "../../ziti/login.js";
+import { createMachineIdentity, DEFAULT_CTRL_PORT, DEFAULT_ROUTER_PORT, InvalidNetworkAddress, LOCAL_NAME, adminManagementClient, revokeMachineIdentity, zitiDown, zitiStatus, zitiUp } from "../../ziti/network.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
 
@@ -76,7 +77,8 @@ export function registerZitiCommands(program: Command): void {
       else if (!s.configured) process.stdout.write("no local network: run 'ralph ziti up'\n");
       else {
         process.stdout.write(`controller ${s.controller}: ${s.running ? style.green("running") : style.red("stopped")}${s.pid ? ` (pid ${s.pid})` : ""}\n`);
-        process.stdout.write(`advertised as ${s.advertise}: controller port ${s.ctrlPort}, router port ${s.routerPort} (listening on ${s.listen}; open these two ports to the daemon and client machines)\n`);
+        if (s.loggedIn) process.stdout.write(`a controller of your own ('ralph ziti login'; 'ralph ziti logout' returns to this machine's network)\n`);
+        else process.stdout.write(`advertised as ${s.advertise}: controller port ${s.ctrlPort}, router port ${s.routerPort} (listening on ${s.listen}; open these two ports to the daemon and client machines)\n`);
         if (s.error) process.stdout.write(`  ${style.red(s.error)}\n`);
         if (s.running) {
           process.stdout.write(`routers online: ${s.routersOnline}\n`);
@@ -88,6 +90,37 @@ export function registerZitiCommands(program: Command): void {
         }
       }
       if (!s.running) process.exitCode = ExitCode.Unavailable;
+    });
+
+  ziti
+    .command("login")
+    .description(
+      "Administer a controller that 'ralph ziti up' did not create: identity create/revoke and status then act on it, and provision Ralph's services and policies there. " +
+        "The credentials are copied to RALPH_HOME/ziti/login (0600) on this machine only",
+    )
+    .argument("<url>", "the controller, https://HOST:PORT")
+    .requiredOption("--ca <file>", "the PEM CA that signs the controller's certificate, copied from the controller's machine (never trusted on first use)")
+    .option("--username <name>", "admin user name (with --password-file)")
+    .option("--password-file <file>", "file holding the admin password (never on the command line)")
+    .option("--cert <file>", "admin certificate (with --key)")
+    .option("--key <file>", "admin private key")
+    .option("--json", "print the result as JSON")
+    .action(async (url: string, o: { ca: string; username?: string; passwordFile?: string; cert?: string; key?: string; json?: boolean }) => {
+      let r;
+      try {
+        r = await login({ url, caFile: o.ca, username: o.username, passwordFile: o.passwordFile, certFile: o.cert, keyFile: o.key });
+      } catch (err) {
+        if (err instanceof LoginRefused) throw new CliError(err.message, ExitCode.InvalidInput);
+        throw err;
+      }
+      if (o.json) return printJson(r);
+      process.stdout.write(`logged in to ${r.controller} (${r.identities} identities); 'ralph ziti identity create' and 'status' act on it now\n`);
+    });
+  ziti
+    .command("logout")
+    .description("Forget the controller of 'ralph ziti login' and its credentials on this machine")
+    .action(() => {
+      process.stdout.write(logout() ? "logged out\n" : "was not logged in\n");
     });
 
   const identity = ziti.command("identity").description("Give other machines access, or take it away");
@@ -106,7 +139,7 @@ export function registerZitiCommands(program: Command): void {
       if (o.print && o.out) throw new CliError("--print and --out exclude each other", ExitCode.InvalidInput);
       const out = o.print ? undefined : resolve(o.out ?? join(homeDir("ziti", "tokens"), `${name}.jwt`));
       if (out && existsSync(out)) throw new CliError(`${out} already exists: choose another --out, or remove it first`, ExitCode.InvalidInput);
-      const m = await localManagementClient();
+      const m = await adminManagementClient();
       let token: { jwt: string; expiresAt: string };
       try {
         token = await createMachineIdentity(m, name, o.role, new Date(Date.now() + o.expires));
@@ -136,7 +169,7 @@ export function registerZitiCommands(program: Command): void {
     .description("Delete an identity: its holder loses access at once; a daemon's services and Bind policy go with it")
     .argument("<name>", "identity name")
     .action(async (name: string) => {
-      const m = await localManagementClient();
+      const m = await adminManagementClient();
       try {
         if (!(await revokeMachineIdentity(m, name))) throw new CliError(`no identity named "${name}" ('ralph ziti status' lists them)`, ExitCode.NotFound);
       } finally {
