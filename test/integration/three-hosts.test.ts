@@ -15,7 +15,7 @@ import { execa } from "execa";
 import { cacheDir } from "../../src/config/paths.js";
 import { scriptedModelConfig } from "../../src/model/opencode-config.js";
 import { waitFor } from "../../src/util/wait.js";
-import { cli, ralphdScript } from "../support/daemon-harness.js";
+import { cli, makeProject, ralphdScript } from "../support/daemon-harness.js";
 import { git, gitEnv, threeStoryPrd } from "../support/loop-fixtures.js";
 import { bindsInStrace, isLoopbackBind } from "../support/sockets.js";
 
@@ -185,25 +185,7 @@ before(async () => {
     await ip("-n", NS[host], "link", "set", "lo", "up");
   }
   // The origin both the laptop's repo and the daemon use: a bare repo on the shared filesystem.
-  const origin = join(root, "origin.git");
-  const repo = join(root, "laptop-work");
-  git(root, "init", "-q", "--bare", origin);
-  mkdirSync(join(repo, "task"), { recursive: true });
-  git(repo, "init", "-q", "-b", "main");
-  writeFileSync(join(repo, "README.md"), "project\n");
-  git(repo, "add", "-A");
-  git(repo, "commit", "-q", "-m", "init");
-  git(repo, "remote", "add", "origin", `file://${origin}`);
-  git(repo, "push", "-q", "origin", "main");
-  for (const b of ["ralph/three", "ralph/stopped"]) {
-    git(repo, "switch", "-q", "-c", b, "main");
-    mkdirSync(join(repo, "task"), { recursive: true });
-    writeFileSync(join(repo, "task", "prd.json"), JSON.stringify({ ...threeStoryPrd(b), userStories: threeStoryPrd(b).userStories.map(({ blockedBy: _b, ...s }) => s) }, null, 2));
-    git(repo, "add", "-A");
-    git(repo, "commit", "-q", "-m", `PRD for ${b}`);
-    git(repo, "push", "-q", "origin", b);
-  }
-  project = { repo, origin };
+  project = makeProject(join(root, "project"), ["ralph/three", "ralph/stopped"], (b) => threeStoryPrd(b));
 });
 
 after(async () => {

@@ -60,10 +60,15 @@ export function setDaemonConfig(home: string, patch: Record<string, unknown>): v
 }
 
 /**
- * A local repo whose origin is a file:// bare repo, with one PRD per branch.
+ * A local repo whose origin is a file:// bare repo, with one PRD per branch
+ * (two stories unless `prdFor` says otherwise).
  * It has no opencode.json: the daemon's own opencode config supplies the model.
  */
-export function makeProject(root: string, branches: string[]): { repo: string; origin: string } {
+export function makeProject(
+  root: string,
+  branches: string[],
+  prdFor: (branch: string) => unknown = (b) => ({ branchName: b, userStories: [{ id: "A1", title: `First on ${b}`, priority: 1 }, { id: "A2", title: `Second on ${b}`, priority: 2 }] }),
+): { repo: string; origin: string } {
   const origin = join(root, "origin.git");
   const repo = join(root, "work");
   if (!existsSync(origin)) {
@@ -80,10 +85,7 @@ export function makeProject(root: string, branches: string[]): { repo: string; o
   for (const b of branches) {
     git(repo, "switch", "-q", "-c", b, "main");
     mkdirSync(join(repo, "task"), { recursive: true });
-    writeFileSync(
-      join(repo, "task", "prd.json"),
-      JSON.stringify({ branchName: b, userStories: [{ id: "A1", title: `First on ${b}`, priority: 1 }, { id: "A2", title: `Second on ${b}`, priority: 2 }] }, null, 2),
-    );
+    writeFileSync(join(repo, "task", "prd.json"), JSON.stringify(prdFor(b), null, 2));
     git(repo, "add", "-A");
     git(repo, "commit", "-q", "-m", `PRD for ${b}`);
   }
