@@ -11,6 +11,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { execa } from "execa";
 import { cacheDir } from "../../src/config/paths.js";
 import { scriptedModelConfig } from "../../src/model/opencode-config.js";
@@ -428,6 +429,31 @@ test("net: ralph ziti status shows the advertised address, the ports and every i
   const text = ok(await ralph("net", ["ziti", "status"]), "ziti status");
   assert.match(text, new RegExp(`advertised as ${IP.net.replace(/\./g, "\\.")}: controller port ${CTRL_PORT}, router port ${ROUTER_PORT}`));
   assert.match(text, /identity box\tdaemon\tenrolled, online/);
+});
+
+test("ralph ls from the laptop's namespace and from the daemon's own host, timed (reported, not asserted)", { timeout: 150_000 }, async (t) => {
+  // A client on the daemon's machine: its own RALPH_HOME there, its own token.
+  const token = JSON.parse(ok(await ralph("net", ["ziti", "identity", "create", "boxself", "--role", "client", "--json"]), "identity create")) as { tokenFile: string };
+  const selfHome = join(HOME.daemon, "client-home");
+  const onDaemon = async (args: string[]) => {
+    const r = await execa("ip", ["netns", "exec", NS.daemon, process.execPath, cli, ...args], { env: { ...baseEnv("daemon"), RALPH_HOME: selfHome }, reject: false });
+    return { code: r.exitCode ?? -1, stderr: String(r.stderr) };
+  };
+  const added = await onDaemon(["remote", "add", "box", "--token", token.tokenFile]);
+  assert.equal(added.code, 0, added.stderr);
+  const time = async (run: () => Promise<{ code: number; stderr: string }>) => {
+    const ms: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      const r = await run();
+      assert.equal(r.code, 0, r.stderr);
+      ms.push(performance.now() - t0);
+    }
+    return ms.sort((a, b) => a - b)[2]!;
+  };
+  const laptop = await time(() => inHost("laptop", [process.execPath, cli, "ls", "--json", "--remote", "box"]));
+  const daemon = await time(() => onDaemon(["ls", "--json", "--remote", "box"]));
+  t.diagnostic(`ralph ls, median of 5: from the laptop namespace ${laptop.toFixed(0)} ms, from the daemon's host ${daemon.toFixed(0)} ms (both through the network host's controller and router)`);
 });
 
 test("a revoked laptop loses access within seconds, with a message that says so", { timeout: 150_000 }, async () => {
