@@ -5,7 +5,7 @@
 // step runs the real binaries inside its namespace (`ip netns exec`), each
 // host with its own RALPH_HOME; only the shared filesystem (the node binary,
 // dist/, the cached ziti helpers, the origin repo) is common to them.
-import { after, before, test } from "node:test";
+import { after, afterEach, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -189,7 +189,17 @@ before(async () => {
   project = makeProject(join(root, "project"), ["ralph/three", "ralph/stopped"], (b) => threeStoryPrd(b));
 });
 
+let failed = false;
+afterEach((t) => {
+  failed ||= !t.passed;
+});
+
 after(async () => {
+  // What the hosts said, before their homes are gone.
+  if (failed) {
+    const tail = (f: string) => (existsSync(f) ? readFileSync(f, "utf8").split("\n").slice(-40).join("\n") : "(none)");
+    process.stderr.write(`--- ralphd (daemon):\n${ralphdOut().split("\n").slice(-40).join("\n")}\n--- the network's log (net):\n${tail(join(HOME.net, "ziti", "quickstart.log"))}\n`);
+  }
   // Everything this test started runs inside its namespaces: end those
   // processes by id, then the namespaces, even when a step failed.
   await stopChild(ralphd);
@@ -464,4 +474,18 @@ test("a revoked laptop loses access within seconds, with a message that says so"
   assert.notEqual(r.code, 0, r.stdout);
   assert.match(r.stderr, /revoked/i);
   assert.ok(took < 10_000, `refused in ${took} ms`);
+});
+
+test("net: --recreate destroys the network and makes a new one; the old daemon's identity is then refused with the reason", { timeout: 150_000 }, async () => {
+  const r = await ralph("net", ["ziti", "up", "--advertise", IP.net, "--recreate"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /destroying the network .*every identity, service and enrolment/);
+  const status = JSON.parse(ok(await ralph("net", ["ziti", "status", "--json"]), "status")) as { identities: { name: string }[] };
+  assert.ok(!status.identities.some((i) => i.name === "box" || i.name === "laptop"), "no identity of the old network is left");
+  // The daemon still holds an identity of the old network: its CA signs nothing here any more.
+  const check = await ralphdCli(["check", "--json"]);
+  assert.notEqual(check.code, 0);
+  const controller = (JSON.parse(check.stdout) as { name: string; ok: boolean; detail: string }[]).find((c) => c.name === "controller")!;
+  assert.equal(controller.ok, false);
+  assert.match(controller.detail, /certificate its CA does not sign .*another network answers there, or the network was recreated/);
 });
