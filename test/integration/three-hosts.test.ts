@@ -191,7 +191,8 @@ before(async () => {
 
 let failed = false;
 afterEach((t) => {
-  failed ||= !t.passed;
+  // TestContext.passed exists at run time (Node 20.20) but not in @types/node 20.
+  failed ||= (t as { passed?: boolean }).passed === false;
 });
 
 after(async () => {
