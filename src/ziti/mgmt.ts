@@ -165,9 +165,12 @@ export class ManagementClient {
 
   /** Creates the policy, or rewrites it when it exists, so its grants are exactly these. */
   private async ensurePolicy(collection: "service-policies" | "edge-router-policies" | "service-edge-router-policies", body: { name: string }): Promise<string> {
-    const existing = await this.findByName(collection, body.name);
+    const existing = await this.findByName<Entity & Record<string, unknown>>(collection, body.name);
     if (!existing) return (await this.request<{ id: string }>("POST", `/${collection}`, body)).id;
-    await this.request("PUT", `/${collection}/${existing.id}`, body);
+    // Rewritten only when it drifted: every write makes the controller resync its routers.
+    const norm = (v: unknown) => JSON.stringify(Array.isArray(v) ? [...v].sort() : (v ?? []));
+    const drifted = Object.entries(body).some(([k, v]) => norm(existing[k]) !== norm(v));
+    if (drifted) await this.request("PUT", `/${collection}/${existing.id}`, body);
     return existing.id;
   }
 
