@@ -66,7 +66,13 @@ export interface EnrolledIdentity {
 const pem = (v: string) => v.replace(/^pem:/, "");
 
 export function readEnrolledIdentity(file: string): EnrolledIdentity {
-  const json = JSON.parse(readFileSync(file, "utf8")) as { ztAPI: string; id: { cert: string; key: string; ca: string } };
+  let json: { ztAPI?: string; id?: { cert?: string; key?: string; ca?: string } };
+  try {
+    json = JSON.parse(readFileSync(file, "utf8")) as typeof json;
+  } catch (err) {
+    throw new Error(`cannot read the Ziti identity ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (!json.ztAPI || !json.id?.cert || !json.id.key || !json.id.ca) throw new Error(`${file} is not an enrolled Ziti identity (ztAPI and id.cert, id.key, id.ca)`);
   return { controller: new URL(json.ztAPI).origin, cert: pem(json.id.cert), key: pem(json.id.key), ca: pem(json.id.ca) };
 }
 

@@ -277,7 +277,7 @@ test("ralphd check passes when ready and names what to fix when not, with the da
   const ok = await run();
   assert.equal(ok.code, 0, ok.stdout);
   const checks = JSON.parse(ok.stdout) as { name: string; ok: boolean; detail: string }[];
-  assert.deepEqual(checks.map((c) => c.name), ["git", "ziti-host", "opencode", "identity", "login", "bind", "workspace"]);
+  assert.deepEqual(checks.map((c) => c.name), ["git", "ziti-host", "opencode", "identity", "controller", "login", "bind", "workspace"]);
   assert.ok(checks.every((c) => c.ok), ok.stdout);
   assert.deepEqual(await loopTerminators(), terminatorsBefore, "the check hosts nothing");
   assert.equal(hostHelpers().length, 1, "and leaves no helper behind: only the running ralphd's");
@@ -288,8 +288,9 @@ test("ralphd check passes when ready and names what to fix when not, with the da
   const bad = await run(broken);
   assert.equal(bad.code, ExitCode.Unavailable);
   const failed = failures(bad);
-  assert.deepEqual(Object.keys(failed), ["identity", "login", "bind"]);
+  assert.deepEqual(Object.keys(failed), ["identity", "controller", "login", "bind"]);
   assert.match(failed.identity!, /cannot read the Ziti identity .*nowhere\.json.*enrol one/);
+  assert.match(failed.controller!, /cannot read the Ziti identity .*nowhere\.json \(ENOENT\)/);
   assert.match(failed.login!, /cannot load identity .*nowhere\.json/);
 
   // An identity whose controller is not there: the real cause, not a refusal.
@@ -298,7 +299,8 @@ test("ralphd check passes when ready and names what to fix when not, with the da
   const awayConfig = join(home, "away-daemon.json");
   writeFileSync(awayConfig, JSON.stringify({ ...config, identityFile: away }));
   const down = failures(await run(awayConfig));
-  assert.deepEqual(Object.keys(down), ["login", "bind"]);
+  assert.deepEqual(Object.keys(down), ["controller", "login", "bind"]);
+  assert.match(down.controller!, /cannot reach the Ziti controller at 127\.0\.0\.1:1: connection refused/);
   assert.match(down.login!, /cannot reach the controller at https:\/\/127\.0\.0\.1:1\S*: connection refused/);
 
   // Another daemon's name: this identity may not bind its services.
