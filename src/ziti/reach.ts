@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Agent, fetch as undiciFetch } from "undici";
+import { Agent, request as undiciRequest } from "undici";
 import { UnavailableError } from "../util/errors.js";
 
 /** Why a controller could not be reached, named as such (for messages and tests). */
@@ -89,8 +89,9 @@ export async function identityView(file: string, timeoutMs = 10_000): Promise<{ 
   const call = async <T>(method: string, path: string, token?: string): Promise<T> => {
     let res;
     try {
-      res = await undiciFetch(base + path, {
-        method,
+      // request, not fetch: fetch refuses some ports outright ("bad port") before connecting.
+      res = await undiciRequest(base + path, {
+        method: method as "GET" | "POST" | "DELETE",
         dispatcher: agent,
         headers: { "content-type": "application/json", ...(token ? { "zt-session": token } : {}) },
         body: method === "POST" ? "{}" : undefined,
@@ -99,13 +100,13 @@ export async function identityView(file: string, timeoutMs = 10_000): Promise<{ 
     } catch (err) {
       throw unreachable(err, id.controller);
     }
-    const body = (await res.json().catch(() => ({}))) as { data?: T; error?: { code?: string; message?: string } };
-    if (!res.ok || body.error) {
-      const code = body.error?.code ?? String(res.status);
-      if (res.status === 401 || /UNAUTHORIZED|INVALID_AUTH/.test(code)) {
+    const body = (await res.body.json().catch(() => ({}))) as { data?: T; error?: { code?: string; message?: string } };
+    if (res.statusCode >= 400 || body.error) {
+      const code = body.error?.code ?? String(res.statusCode);
+      if (res.statusCode === 401 || /UNAUTHORIZED|INVALID_AUTH/.test(code)) {
         throw new IdentityRefused(`the Ziti controller at ${new URL(id.controller).host} refused this identity (${code}): it was revoked, or belongs to a network that was recreated; ask the network's admin for a new token`);
       }
-      throw new UnavailableError(`the Ziti controller refused ${method} ${path}: ${body.error?.message ?? res.statusText}`);
+      throw new UnavailableError(`the Ziti controller refused ${method} ${path}: ${body.error?.message ?? res.statusCode}`);
     }
     return body.data as T;
   };
