@@ -82,7 +82,7 @@ export function readEnrolledIdentity(file: string): EnrolledIdentity {
  * it may bind. No admin credential, no local listener (plain REST over TLS,
  * verified against the CA in the identity file).
  */
-export async function identityView(file: string, timeoutMs = 10_000): Promise<{ name: string; bindable: string[] }> {
+export async function identityView(file: string, timeoutMs = 10_000): Promise<{ name: string; bindable: string[]; dialable: string[] }> {
   const id = readEnrolledIdentity(file);
   const agent = new Agent({ connect: { ca: id.ca, cert: id.cert, key: id.key, timeout: timeoutMs } });
   const base = `${id.controller}/edge/client/v1`;
@@ -114,7 +114,8 @@ export async function identityView(file: string, timeoutMs = 10_000): Promise<{ 
     const session = await call<{ token: string; identity: { name: string } }>("POST", "/authenticate?method=cert");
     const services = await call<{ name: string; permissions?: string[] }[]>("GET", "/services?limit=500", session.token);
     await call("DELETE", "/current-api-session", session.token).catch(() => undefined);
-    return { name: session.identity.name, bindable: services.filter((s) => s.permissions?.includes("Bind")).map((s) => s.name) };
+    const withPermission = (p: string) => services.filter((s) => s.permissions?.includes(p)).map((s) => s.name);
+    return { name: session.identity.name, bindable: withPermission("Bind"), dialable: withPermission("Dial") };
   } finally {
     await agent.close();
   }

@@ -450,11 +450,16 @@ test("ralph ls from the laptop's namespace and from the daemon's own host, timed
   const selfHome = join(HOME.daemon, "client-home");
   const onDaemon = async (args: string[]) => {
     const r = await execa("ip", ["netns", "exec", NS.daemon, process.execPath, cli, ...args], { env: { ...baseEnv("daemon"), RALPH_HOME: selfHome }, reject: false });
-    return { code: r.exitCode ?? -1, stderr: String(r.stderr) };
+    return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
-  const added = await onDaemon(["remote", "add", "box", "--token", token.tokenFile]);
+  // Named otherwise than the daemon: this identity may dial two daemons' control services
+  // (the net host's own "local" one too), so the remote keeps the name's and says which exist.
+  const guessed = await onDaemon(["remote", "add", "here", "--token", token.tokenFile]);
+  assert.match(guessed.stderr, /this identity may reach ralph-control-box, ralph-control-local; using ralph-control-here; for another: 'ralph remote add OTHER --identity (\S+) --service SERVICE'/);
+  const identityFile = /--identity (\S+) --service/.exec(guessed.stderr)![1]!;
+  const added = await onDaemon(["remote", "add", "box", "--identity", identityFile, "--service", "ralph-control-box"]);
   assert.equal(added.code, 0, added.stderr);
-  const time = async (run: () => Promise<{ code: number; stderr: string }>) => {
+  const time = async (run: () => Promise<{ code: number; stdout: string; stderr: string }>) => {
     const ms: number[] = [];
     for (let i = 0; i < 5; i++) {
       const t0 = performance.now();

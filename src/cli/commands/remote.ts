@@ -7,6 +7,7 @@ import { homeDir } from "../../config/paths.js";
 import { enrollIdentity } from "../../ziti/enroll.js";
 import { controlServiceName } from "../../ziti/roles.js";
 import { looksLikeToken } from "../../ziti/token.js";
+import { identityView } from "../../ziti/reach.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
 
@@ -24,6 +25,23 @@ function checkIdentityFile(file: string): void {
   if (typeof identity?.ztAPI !== "string" || !identity.id?.key || !identity.id.cert || !identity.id.ca) {
     throw new CliError(`${file} is not an enrolled Ziti identity (a JSON file with ztAPI and id.key, id.cert, id.ca)`, ExitCode.InvalidInput);
   }
+}
+
+/**
+ * The daemon's control service for a remote: ralph-control-NAME when this
+ * identity may dial it, else the only daemon's it may dial (a remote named
+ * otherwise than its daemon). Several candidates keep the default and name them.
+ */
+async function findControlService(identityFile: string, name: string): Promise<string> {
+  const wanted = controlServiceName(name);
+  const controls = (await identityView(identityFile)).dialable.filter((s) => s.startsWith(controlServiceName("")));
+  if (controls.includes(wanted) || controls.length === 0) return wanted;
+  if (controls.length === 1) {
+    process.stderr.write(`the daemon this identity may reach: ${controls[0]}\n`);
+    return controls[0]!;
+  }
+  process.stderr.write(`${style.yellow("note:")} this identity may reach ${[...controls].sort().join(", ")}; using ${wanted}; for another: 'ralph remote add OTHER --identity ${identityFile} --service SERVICE'\n`);
+  return wanted;
 }
 
 export function registerRemoteCommands(program: Command): void {
@@ -50,14 +68,15 @@ export function registerRemoteCommands(program: Command): void {
       // A file left by an earlier remote of this name that was removed.
       rmSync(identityFile, { force: true });
       await enrollIdentity(readFileSync(o.token === "-" ? 0 : o.token!, "utf8"), identityFile, o.token === "-" ? "standard input" : o.token);
-      upsertRemote(name, { identityFile, service });
+      const found = o.service ? service : await findControlService(identityFile, name).catch(() => service);
+      upsertRemote(name, { identityFile, service: found });
       process.stderr.write(`enrolled: ${identityFile} (its private key was made here)\n`);
       try {
         const health = await withControlClient(name, (c) => c.call<{ name: string; versions: { ralph: string } }>("GET", "/health"));
         process.stdout.write(`remote ${name} added: ralphd ${health.name} answers (ralph ${health.versions.ralph})\n`);
       } catch (err) {
         process.stdout.write(`remote ${name} added\n`);
-        process.stderr.write(`${style.yellow("warning:")} ${service} does not answer yet: ${(err as Error).message}\n`);
+        process.stderr.write(`${style.yellow("warning:")} ${found} does not answer yet: ${(err as Error).message}\n`);
         process.exitCode = ExitCode.Unavailable;
       }
     });
