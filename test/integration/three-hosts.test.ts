@@ -154,7 +154,8 @@ function filesUnder(dir: string): string[] {
 /** The body lines of every PEM private key under a directory (identity files and PKI). */
 function privateKeysUnder(dir: string): string[] {
   const keys: string[] = [];
-  for (const f of filesUnder(dir)) {
+  // Keys live in small files; the controller's store is extended (sparse) to far more than a string can hold.
+  for (const f of filesUnder(dir).filter((file) => statSync(file).size < 8 * 2 ** 20)) {
     const text = readFileSync(f, "utf8").replace(/\\n/g, "\n");
     for (const m of text.matchAll(/-----BEGIN [A-Z ]*PRIVATE KEY-----\n([A-Za-z0-9+/=]{40,})/g)) keys.push(m[1]!);
   }
