@@ -75,7 +75,7 @@ const runningRows = async () => (await client.call<{ loops: { status: string }[]
 async function loopEndingWhileControllerDown(): Promise<string> {
   model.setScript({ kind: "hang" });
   const before = model.requestCount();
-  const id = await soak.start("ralph/stop", ["--max-iterations", "1", "--stall-timeout", "5"]);
+  const id = await soak.start("ralph/stop", { maxIterations: 1, stallTimeoutSeconds: 5 });
   await waitFor(() => model.requestCount() > before, { what: "its first model request", timeoutMs: 60_000 });
   assert.ok((await registrations()).loops.includes(id), "the running loop is a terminator");
   assert.ok(await zitiDown(), "the network went down");

@@ -7,6 +7,7 @@ import type { Health } from "../../src/daemon/api.js";
 import type { PruneResult } from "../../src/daemon/retention.js";
 import type { LoopSummary } from "../../src/daemon/rpc.js";
 import type { ControlClient } from "../../src/client/connection.js";
+import { startRemoteLoop } from "../../src/client/start.js";
 import type { ScriptedModel } from "../../src/model/scripted-model.js";
 import { waitFor } from "../../src/util/wait.js";
 import { makeProject, ralph } from "./daemon-harness.js";
@@ -18,9 +19,10 @@ export type LoopKind = "complete" | "fail" | "stop";
 export const soakBranches = (completing: number) => [...Array.from({ length: completing }, (_, i) => `ralph/c${i}`), "ralph/fail", "ralph/stop"];
 
 /**
- * Starts, stops and prunes through the CLI, as a user would; polls through one
- * long-lived control client, so that polling does not start a process (and a
- * Ziti login) every few hundred milliseconds beside the loops it watches.
+ * Starts and stops loops through one long-lived control client, with the
+ * code `ralph start` and `ralph stop` run: a new process and Ziti login per
+ * command would cost seconds a loop beside the loops it drives. Prunes
+ * through the CLI, as a user would.
  */
 export class SoakDriver {
   private completed = 0;
@@ -39,9 +41,9 @@ export class SoakDriver {
 
   status = async (id: string): Promise<string> => (await this.client.call<{ loop: LoopSummary }>("GET", `/loops/${id}`)).loop.status;
 
-  async start(branch: string, extra: string[] = []): Promise<string> {
+  async start(branch: string, opts: { maxIterations?: number; stallTimeoutSeconds?: number } = {}): Promise<string> {
     execFileSync("git", ["switch", "-q", branch], { cwd: this.project.repo });
-    return (await this.cli(["start", "task", ...extra])).trim();
+    return (await startRemoteLoop(this.client, { taskDir: join(this.project.repo, "task"), ...opts })).id;
   }
 
   async until(id: string, status: string): Promise<void> {
@@ -58,7 +60,7 @@ export class SoakDriver {
     }
     if (kind === "fail") {
       this.model.setScript({ kind: "error", status: 400 });
-      const id = await this.start("ralph/fail", ["--max-iterations", "5"]);
+      const id = await this.start("ralph/fail", { maxIterations: 5 });
       await this.until(id, "failed");
       return id;
     }
@@ -66,7 +68,7 @@ export class SoakDriver {
     const before = this.model.requestCount();
     const id = await this.start("ralph/stop");
     await waitFor(() => this.model.requestCount() > before, { what: `loop ${id}'s first model request`, timeoutMs: 60_000 });
-    await this.cli(["stop", id]);
+    await this.client.call("POST", `/loops/${id}/stop`);
     return id;
   }
 
