@@ -2,8 +2,8 @@
 // Runs the suite with Node's own test runner. Unit tests run in parallel;
 // integration tests run one file at a time because each brings up real
 // processes (opencode, a ziti network) on a 2-core machine. Node applies the
-// timeout to each file as a whole too: a hung file fails after 10 minutes
-// instead of eating the CI budget (the longest takes about 5).
+// timeout to each file as a whole too: a hung file fails after 15 minutes
+// instead of eating the CI budget (the longest, the soak test, takes about 7).
 import { readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
@@ -14,7 +14,7 @@ const files = (dir) =>
 
 const runs = [];
 if (which === "all" || which === "unit") runs.push({ files: files("test/unit"), concurrency: 2 });
-if (which === "all" || which === "integration") runs.push({ files: files("test/integration"), concurrency: 1, timeout: 600_000 });
+if (which === "all" || which === "integration") runs.push({ files: files("test/integration"), concurrency: 1, timeout: 900_000 });
 
 let failed = false;
 for (const run of runs) {
