@@ -4,7 +4,7 @@
 // URL, ralphd's memory with 1 and with 4 active loops, and the delay from a
 // loop's end to its notification reaching a local webhook.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -17,12 +17,12 @@ import { startScriptedModel } from "../src/model/scripted-model.js";
 import { waitFor } from "../src/util/wait.js";
 import { LOCAL_NAME } from "../src/ziti/network.js";
 import { cli, makeProject, setDaemonConfig } from "../test/support/daemon-harness.js";
+import { footprint } from "../test/support/soak.js";
 import { startReceiver } from "../test/support/http-receiver.js";
 import { git, makeRepo } from "../test/support/loop-fixtures.js";
 import { summarize, table } from "./stats.js";
 
-/** Resident memory of one process, from /proc. */
-const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) / 1024;
+const rssMb = (pid: number): number => footprint(pid).rssBytes / 2 ** 20;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Spawns the ralph CLI and resolves with the time until `ready` says so of a stdout line. */

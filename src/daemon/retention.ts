@@ -72,10 +72,12 @@ export class Retention {
 
   private async withMirrors(result: PruneResult): Promise<PruneResult> {
     this.store.checkpoint();
-    const before = await diskBytes(this.workspace.mirrorsDir);
-    result.mirrors = this.workspace.removeUnusedMirrors([...this.store.originsInUse(), ...this.startingOrigins()]);
+    const inUse = () => [...this.store.originsInUse(), ...this.startingOrigins()];
+    // Only the mirrors about to go are measured; which ones go is decided again at removal.
+    let freed = 0;
+    for (const mirror of this.workspace.unusedMirrors(inUse())) freed += await diskBytes(mirror);
+    result.mirrors = this.workspace.removeUnusedMirrors(inUse());
     if (result.mirrors > 0) {
-      const freed = before - (await diskBytes(this.workspace.mirrorsDir));
       result.freedBytes += freed;
       this.log(`removed ${result.mirrors} mirror(s) no loop uses (${freed} bytes)`);
     }

@@ -118,16 +118,17 @@ export class Workspace {
     if (existsSync(bare)) await git(bare, ["worktree", "prune"], "git worktree prune");
   }
 
+  /** The mirrors of origins not in `inUse`. */
+  unusedMirrors(inUse: Iterable<string>): string[] {
+    const keep = new Set([...inUse].map((o) => basename(this.bareFor(o))));
+    return readdirSync(this.mirrorsDir).filter((name) => !keep.has(name)).map((name) => join(this.mirrorsDir, name));
+  }
+
   /** Removes the mirror of every origin not in `inUse`; returns how many. Synchronous, so no fetch interleaves. */
   removeUnusedMirrors(inUse: Iterable<string>): number {
-    const keep = new Set([...inUse].map((o) => basename(this.bareFor(o))));
-    let removed = 0;
-    for (const name of readdirSync(join(this.dir, "repos"))) {
-      if (keep.has(name)) continue;
-      rmSync(join(this.dir, "repos", name), { recursive: true, force: true });
-      removed++;
-    }
-    return removed;
+    const unused = this.unusedMirrors(inUse);
+    for (const mirror of unused) rmSync(mirror, { recursive: true, force: true });
+    return unused.length;
   }
 
   get worktreesDir(): string {
