@@ -1,6 +1,7 @@
 import { createWriteStream, mkdirSync, readFileSync, type WriteStream } from "node:fs";
 import { dirname } from "node:path";
 import { execa, type ResultPromise } from "execa";
+import { withoutTokens } from "../util/tokens.js";
 
 export interface ChildExit {
   code: number | null;
@@ -139,7 +140,7 @@ export class SupervisedProcess {
   }
 
   private redact(line: string): string {
-    let out = line;
+    let out = withoutTokens(line);
     for (const secret of this.options.redact ?? []) {
       if (secret) out = out.split(secret).join("***");
     }

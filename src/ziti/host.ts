@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { signalGroup } from "../process/supervisor.js";
 import { BoundedLog } from "../util/bounded-log.js";
+import { withoutTokens } from "../util/tokens.js";
 import { sleep } from "../util/wait.js";
 import { ensureHostBinary } from "./binary.js";
 
@@ -213,11 +214,11 @@ export async function startZitiHost(opts: {
           /* not an event */
         }
         // Listings answer the periodic reconciliation: they would only fill the log.
-        if (event?.event !== "terminators") log.write(line + "\n");
+        if (event?.event !== "terminators") log.write(withoutTokens(line) + "\n");
         if (event) onEvent(event);
       }),
     );
-    proc.stderr!.on("data", (d: Buffer) => log.write(d));
+    proc.stderr!.on("data", lines((line) => log.write(withoutTokens(line) + "\n")));
     proc.once("error", (err) => onReady?.reject(new Error(`cannot start the Ziti host helper ${bin}: ${err.message}`)));
     proc.once("exit", (code, signal) => {
       if (proc.pid !== undefined) {
