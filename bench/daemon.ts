@@ -71,7 +71,7 @@ export async function runDaemonBench(opts: { home: string; samples: number; log:
     return { id, ms: at - run.t0 };
   };
   const stopAll = async () => {
-    for (const id of started.splice(0)) await client.call("POST", `/loops/${id}/stop`).catch(() => undefined);
+    for (const id of started.splice(0)) await client.api.loops[":id"].stop.$post({ param: { id } }).catch(() => undefined);
   };
   try {
     const local: number[] = [];

@@ -1,3 +1,6 @@
+import { ApiError, type ErrorCode } from "../contract/errors.js";
+import { InvalidInputError, NotFoundError, UnavailableError } from "../util/errors.js";
+
 /**
  * Exit codes shared by `ralph` and `ralphd`. Scripts may rely on them, so
  * they never change meaning.
@@ -25,13 +28,21 @@ export const ExitCode = {
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
-/** An error the CLI reports as one clear line and a specific exit code. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: ExitCodeValue = ExitCode.Error,
-  ) {
-    super(message);
-    this.name = "CliError";
-  }
+const byApiError: Record<ErrorCode, ExitCodeValue> = {
+  invalid_request: ExitCode.InvalidInput,
+  not_found: ExitCode.NotFound,
+  method_not_allowed: ExitCode.InvalidInput,
+  conflict: ExitCode.InvalidInput,
+  too_large: ExitCode.InvalidInput,
+  busy: ExitCode.InvalidInput,
+  internal: ExitCode.Error,
+};
+
+/** The exit code for an error: the one place kinds of failure become codes. */
+export function exitCodeFor(err: unknown): ExitCodeValue {
+  if (err instanceof ApiError) return byApiError[err.code];
+  if (err instanceof InvalidInputError) return ExitCode.InvalidInput;
+  if (err instanceof NotFoundError) return ExitCode.NotFound;
+  if (err instanceof UnavailableError) return ExitCode.Unavailable;
+  return ExitCode.Error;
 }

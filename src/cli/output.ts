@@ -1,5 +1,4 @@
-import { UnavailableError } from "../util/errors.js";
-import { ExitCode, CliError } from "./exit-codes.js";
+import { ExitCode, exitCodeFor } from "./exit-codes.js";
 
 /** Colour only when writing to a terminal and NO_COLOR is unset. */
 export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
@@ -42,12 +41,10 @@ export function endQuietlyOnClosedPipe(): void {
 export function reportError(err: unknown): number {
   const useErrColor = useColor(process.stderr);
   const prefix = useErrColor ? "\u001b[31merror:\u001b[39m" : "error:";
-  if (err instanceof CliError || err instanceof UnavailableError) {
-    process.stderr.write(`${prefix} ${err.message}\n`);
-    return err instanceof CliError ? err.exitCode : ExitCode.Unavailable;
-  }
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`${prefix} ${message}\n`);
-  if (process.env.RALPH_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + "\n");
-  return ExitCode.Error;
+  const code = exitCodeFor(err);
+  // An unexpected error may be a bug: its stack helps, on request.
+  if (code === ExitCode.Error && process.env.RALPH_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + "\n");
+  return code;
 }

@@ -5,7 +5,8 @@ import { checkDaemon } from "../daemon/check.js";
 import { runDaemon } from "../daemon/main.js";
 import { joinNetwork } from "../daemon/join.js";
 import { readFileSync } from "node:fs";
-import { CliError, ExitCode } from "./exit-codes.js";
+import { ExitCode } from "./exit-codes.js";
+import { InvalidInputError } from "../util/errors.js";
 import { endQuietlyOnClosedPipe, printJson, reportError, style } from "./output.js";
 import { VERSION } from "../version.js";
 import { exitOnSignalUnlessHandled } from "./signals.js";
@@ -14,7 +15,7 @@ const config = (path?: string) => {
   try {
     return loadDaemonConfig(path);
   } catch (err) {
-    throw new CliError((err as Error).message, ExitCode.InvalidInput);
+    throw new InvalidInputError((err as Error).message);
   }
 };
 
@@ -43,7 +44,7 @@ program
     try {
       token = readFileSync(o.token === "-" ? 0 : o.token, "utf8");
     } catch (err) {
-      throw new CliError(`cannot read the token from ${source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ExitCode.InvalidInput);
+      throw new InvalidInputError(`cannot read the token from ${source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     const r = await joinNetwork({ token, source, name: o.name, workspaceDir: o.workspace, configFile: o.config ?? program.opts<{ config?: string }>().config });
     if (o.json) return printJson(r);

@@ -1,8 +1,11 @@
 import { join } from "node:path";
 import { homeDir } from "../config/paths.js";
-import { CliError, ExitCode, type ExitCodeValue } from "../cli/exit-codes.js";
-import type { ErrorCode } from "../daemon/rpc.js";
-import { startProxyTunnel, type ProxyTunnel } from "../ziti/tunnel.js";
+import { InvalidInputError, NotFoundError, UnavailableError } from "../util/errors.js";
+import { socketFetch } from "../util/socket-fetch.js";
+import type { ProxyTunnel } from "../ziti/tunnel.js";
+import { AgentConnection } from "./agent/client.js";
+import { agentEnabled } from "./agent/protocol.js";
+import { controlApi, type ControlApi } from "./api.js";
 import { readRemotes, type Remote } from "./remotes.js";
 
 export function pickRemote(name?: string): { name: string; remote: Remote } {
@@ -10,19 +13,25 @@ export function pickRemote(name?: string): { name: string; remote: Remote } {
   const names = Object.keys(remotes);
   if (name) {
     const remote = remotes[name];
-    if (!remote) throw new CliError(`no remote named "${name}" (known: ${names.join(", ") || "none"}; add one with 'ralph remote add')`, ExitCode.NotFound);
+    if (!remote) throw new NotFoundError(`no remote named "${name}" (known: ${names.join(", ") || "none"}; add one with 'ralph remote add')`);
     return { name, remote };
   }
   if (names.length === 1) return { name: names[0]!, remote: remotes[names[0]!]! };
-  throw new CliError(names.length ? `several remotes (${names.join(", ")}): choose one with --remote NAME` : "no remote yet: 'ralph ziti up' adds 'local', 'ralph remote add' adds others", ExitCode.InvalidInput);
+  throw new InvalidInputError(names.length ? `several remotes (${names.join(", ")}): choose one with --remote NAME` : "no remote yet: 'ralph ziti up' adds 'local', 'ralph remote add' adds others");
 }
 
+const unreachable = (remoteName: string, target: string, reason: string) =>
+  new UnavailableError(`cannot reach ${target} on remote "${remoteName}": ${reason}. Is ralphd running there, and may this identity dial it?`);
+
 /**
- * Opens a local proxy to a Ziti service with the remote's client identity;
- * with a terminator, to that addressable terminator of it only (a loop).
+ * Opens a local proxy of this command's own to a Ziti service with the
+ * remote's client identity; with a terminator, to that addressable
+ * terminator of it only (a loop). It listens on 127.0.0.1: what `opencode
+ * attach` needs.
  */
 export async function openProxy(remoteName: string, remote: Remote, service: string, readiness?: (url: string) => Promise<boolean>, terminator?: string): Promise<ProxyTunnel> {
   const target = terminator ? `${service} (terminator ${terminator})` : service;
+  const { startProxyTunnel } = await import("../ziti/tunnel.js");
   try {
     return await startProxyTunnel({
       identityFile: remote.identityFile,
@@ -32,68 +41,125 @@ export async function openProxy(remoteName: string, remote: Remote, service: str
       readiness,
     });
   } catch (err) {
-    throw new CliError(
-      `cannot reach ${target} on remote "${remoteName}": ${(err as Error).message}. Is ralphd running there, and may this identity dial it?`,
-      ExitCode.Unavailable,
-    );
+    throw unreachable(remoteName, target, (err as Error).message);
   }
 }
 
-/** What each of the daemon's error codes means to a script: a refused request is invalid input. */
-const exitCodeFor: Record<ErrorCode, ExitCodeValue> = {
-  invalid_request: ExitCode.InvalidInput,
-  not_found: ExitCode.NotFound,
-  method_not_allowed: ExitCode.InvalidInput,
-  conflict: ExitCode.InvalidInput,
-  busy: ExitCode.InvalidInput,
-  too_large: ExitCode.InvalidInput,
-  internal: ExitCode.Error,
-};
+/** How a client reaches one daemon's control service. */
+interface Transport {
+  /** Where requests go, for a user. */
+  route: string;
+  fetch: typeof fetch;
+  /** Why requests fail, as the dialer saw it; the transport may drop its dialer. */
+  diagnose(): Promise<string | undefined>;
+  /** Gets a working path again after a failure (the agent starts a new dialer). */
+  reconnect(): Promise<void>;
+  close(): Promise<void>;
+}
 
-const controlReady = async (url: string) => (await fetch(`${url}/health`, { signal: AbortSignal.timeout(3000) })).ok;
+const controlReady = async (url: string, fetchVia: typeof fetch = fetch) => (await fetchVia(`${url}/health`, { signal: AbortSignal.timeout(3000) })).ok;
+
+/** Through the client agent's warm dialer for the remote. */
+async function agentTransport(name: string, remote: Remote): Promise<Transport> {
+  const agent = (await AgentConnection.connect({ start: true }))!;
+  const open = async () => {
+    const a = await agent.ask({ op: "open", identityFile: remote.identityFile, service: remote.service, label: name });
+    if (!a.ok) throw unreachable(name, remote.service, a.message);
+    return socketFetch(a.socket!);
+  };
+  let via: typeof fetch;
+  try {
+    via = await open();
+  } catch (err) {
+    agent.close();
+    throw err;
+  }
+  return {
+    route: "through the client agent's dialer",
+    fetch: (input, init) => via(input, init),
+    diagnose: async () => {
+      const a = await agent.ask({ op: "failed", identityFile: remote.identityFile, service: remote.service });
+      return a.ok ? a.lastError : undefined;
+    },
+    reconnect: async () => {
+      via = await open();
+    },
+    close: async () => agent.close(),
+  };
+}
+
+/** A dialer of this command's own (RALPH_AGENT=off, or a RALPH_HOME too deep for sockets). */
+async function directTransport(name: string, remote: Remote): Promise<Transport> {
+  const proxy = await openProxy(name, remote, remote.service, controlReady);
+  return {
+    route: `through this command's dialer at ${proxy.url}`,
+    fetch: (input, init) => proxy.fetch(input, init),
+    diagnose: async () => proxy.lastError(),
+    // The dialer restarts itself when it dies.
+    reconnect: async () => undefined,
+    close: () => proxy.stop(),
+  };
+}
 
 /** The remote daemon's control API, through the overlay. */
 export class ControlClient {
+  /** Typed from the daemon's routes. */
+  readonly api: ControlApi;
+
   private constructor(
     readonly remoteName: string,
-    private readonly proxy: ProxyTunnel,
-  ) {}
+    readonly remote: Remote,
+    private readonly transport: Transport,
+  ) {
+    this.api = controlApi("http://ralph-control", this.fetch);
+  }
 
   static async open(remoteName?: string): Promise<ControlClient> {
     const { name, remote } = pickRemote(remoteName);
-    return new ControlClient(name, await openProxy(name, remote, remote.service, controlReady));
+    return ControlClient.to(name, remote);
   }
 
-  get url(): string {
-    return this.proxy.url;
+  static async to(name: string, remote: Remote): Promise<ControlClient> {
+    return new ControlClient(name, remote, agentEnabled() ? await agentTransport(name, remote) : await directTransport(name, remote));
   }
 
-  /** The proxy tunneler's pid (it restarts itself if killed). */
-  proxyPid(): number {
-    return this.proxy.pid();
+  /**
+   * Requests through the overlay. When one cannot reach the daemon, a fresh
+   * dialer is started: its login and first request name the real cause (a
+   * revoked identity, no daemon hosting the service), which a warm dialer's
+   * failed dial may not. A GET is then tried once more.
+   */
+  readonly fetch: typeof fetch = async (input, init) => {
+    try {
+      return await this.transport.fetch(input, init);
+    } catch (err) {
+      if (init?.signal?.aborted) throw err;
+      const reason = (await this.transport.diagnose().catch(() => undefined)) ?? (err as Error).message;
+      await this.transport.reconnect();
+      if ((init?.method ?? "GET") !== "GET") throw unreachable(this.remoteName, this.remote.service, reason);
+      try {
+        return await this.transport.fetch(input, init);
+      } catch (again) {
+        throw unreachable(this.remoteName, this.remote.service, (again as Error).message);
+      }
+    }
+  };
+
+  /** How requests reach the daemon, for a user. */
+  get route(): string {
+    return this.transport.route;
+  }
+
+  reconnect(): Promise<void> {
+    return this.transport.reconnect();
   }
 
   close(): Promise<void> {
-    return this.proxy.stop();
-  }
-
-  async call<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
-    const res = await fetch(this.proxy.url + path, {
-      method,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const json = (await res.json()) as T & { error?: { code: ErrorCode; message: string } };
-    if (!res.ok) {
-      const code = json.error?.code;
-      const exit = code && Object.hasOwn(exitCodeFor, code) ? exitCodeFor[code] : ExitCode.Error;
-      throw new CliError(`${this.remoteName}: ${json.error?.message ?? res.statusText}`, exit);
-    }
-    return json;
+    return this.transport.close();
   }
 }
 
-/** Runs `fn` with a control client, closing its proxy afterwards. */
+/** Runs `fn` with a control client, closing it afterwards. */
 export async function withControlClient<T>(remote: string | undefined, fn: (c: ControlClient) => Promise<T>): Promise<T> {
   const client = await ControlClient.open(remote);
   try {

@@ -1,22 +1,17 @@
+import { isTerminal, StreamEventSchema, type StreamEvent } from "../contract/events.js";
+import { sseMessages } from "../util/sse.js";
 import { sleep } from "../util/wait.js";
+import { expectOk } from "./api.js";
 import type { ControlClient } from "./connection.js";
 
-export interface DaemonEvent {
-  seq: number;
-  loopId: string;
-  type: string;
-  time: string;
-  [k: string]: unknown;
-}
-
-const TERMINAL = new Set(["completed", "exhausted", "failed", "stopped"]);
-export const isTerminal = (e: DaemonEvent): boolean => e.type === "loop.status" && TERMINAL.has(String(e.status));
+export { isTerminal };
 
 /**
  * Streams a daemon's events from `after`, resuming from the last seq seen
  * whenever the connection drops, so nothing is missed. Returns the last seq
  * when `follow` is off and the daemon says the backlog is drained, or when
- * `stopWhen` holds.
+ * `stopWhen` holds. Events of kinds this client does not know (a newer
+ * daemon's) are skipped.
  */
 export async function streamEvents(
   client: ControlClient,
@@ -24,10 +19,10 @@ export async function streamEvents(
     loopId?: string;
     after?: number;
     follow: boolean;
-    onEvent: (e: DaemonEvent) => void;
+    onEvent: (e: StreamEvent) => void;
     /** Events older than the daemon keeps were asked for and are lost. */
     onGap?: (message: string) => void;
-    stopWhen?: (e: DaemonEvent) => boolean;
+    stopWhen?: (e: StreamEvent) => boolean;
     signal?: AbortSignal;
   },
 ): Promise<number> {
@@ -35,46 +30,35 @@ export async function streamEvents(
   let failures = 0;
   for (;;) {
     if (opts.signal?.aborted) return last;
-    const q = new URLSearchParams({ after: String(last), ...(opts.loopId ? { loop: opts.loopId } : {}) });
     const ctrl = new AbortController();
     const onAbort = () => ctrl.abort();
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      const res = await fetch(`${client.url}/events?${q}`, { signal: ctrl.signal, headers: last ? { "last-event-id": String(last) } : {} });
-      if (!res.ok) {
-        const body = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
-        throw Object.assign(new Error(body.error?.message ?? `HTTP ${res.status}`), { fatal: res.status < 500 });
-      }
+      const res = await client.api.events.$get(
+        { query: { after: String(last), ...(opts.loopId ? { loop: opts.loopId } : {}) } },
+        { init: { signal: ctrl.signal }, headers: last ? { "last-event-id": String(last) } : {} },
+      );
+      // A refusal (unknown loop, bad position) is final; the daemon being busy or away is not.
+      if (!res.ok) await expectOk(client.remoteName, Promise.resolve(res)).catch((err: Error) => Promise.reject(Object.assign(err, { fatal: res.status < 500 })));
       failures = 0;
-      const reader = res.body!.getReader();
-      let buf = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += Buffer.from(value).toString("utf8");
-        let sep: number;
-        while ((sep = buf.indexOf("\n\n")) >= 0) {
-          const lines = buf.slice(0, sep).split("\n");
-          buf = buf.slice(sep + 2);
-          const field = (name: string) => lines.filter((l) => l.startsWith(`${name}: `)).map((l) => l.slice(name.length + 2)).join("\n");
-          if (field("event") === "caught-up" && !opts.follow) {
-            ctrl.abort();
-            return last;
-          }
-          const data = field("data");
-          if (!data) continue;
-          if (field("event") === "gap") {
-            opts.onGap?.((JSON.parse(data) as { message: string }).message);
-            continue;
-          }
-          const e = JSON.parse(data) as DaemonEvent;
-          if (typeof e.seq !== "number" || e.seq <= last) continue;
-          last = e.seq;
-          opts.onEvent(e);
-          if (opts.stopWhen?.(e)) {
-            ctrl.abort();
-            return last;
-          }
+      for await (const m of sseMessages(res.body!)) {
+        if (m.event === "caught-up" && !opts.follow) {
+          ctrl.abort();
+          return last;
+        }
+        if (m.event === "gap") {
+          opts.onGap?.((JSON.parse(m.data) as { message: string }).message);
+          continue;
+        }
+        if (m.event) continue;
+        const parsed = StreamEventSchema.safeParse(JSON.parse(m.data));
+        if (!parsed.success || parsed.data.seq <= last) continue;
+        const e = parsed.data;
+        last = e.seq;
+        opts.onEvent(e);
+        if (opts.stopWhen?.(e)) {
+          ctrl.abort();
+          return last;
         }
       }
       if (!opts.follow) return last;
@@ -83,8 +67,9 @@ export async function streamEvents(
       if (opts.signal?.aborted) return last;
       failures++;
       if (failures > 60) throw new Error(`lost the event stream and could not resume after ${failures} tries: ${(err as Error).message}`);
-      // The proxy restarts itself; resume from the last seq once it answers.
       await sleep(Math.min(2000, 100 * failures));
+      // Resume from the last seq once the daemon answers again.
+      await client.reconnect().catch(() => undefined);
     } finally {
       opts.signal?.removeEventListener("abort", onAbort);
     }

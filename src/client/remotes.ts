@@ -1,21 +1,18 @@
 import { readFileSync, writeFileSync, renameSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { z } from "zod";
 import { ralphHome } from "../config/paths.js";
+import { InvalidInputError } from "../util/errors.js";
 
-export const RemoteSchema = z.object({
+export interface Remote {
   /** Enrolled Ziti client identity (JSON) used by this machine's proxy. */
-  identityFile: z.string().min(1),
+  identityFile: string;
   /** The daemon's control service, ralph-control-NAME. */
-  service: z.string().min(1),
-});
+  service: string;
+}
 
-export const RemotesFileSchema = z.object({
-  remotes: z.record(z.string(), RemoteSchema).default({}),
-});
-
-export type Remote = z.infer<typeof RemoteSchema>;
-export type RemotesFile = z.infer<typeof RemotesFileSchema>;
+export interface RemotesFile {
+  remotes: Record<string, Remote>;
+}
 
 export const remotesPath = (): string => join(ralphHome(), "client", "remotes.json");
 
@@ -26,9 +23,23 @@ export function readRemotes(path = remotesPath()): RemotesFile {
   } catch {
     return { remotes: {} };
   }
-  const parsed = RemotesFileSchema.safeParse(JSON.parse(raw));
-  if (!parsed.success) throw new Error(`${path} is not a valid remotes file: ${parsed.error.issues[0]?.message}; fix or delete it`);
-  return parsed.data;
+  // Checked by hand, not with zod: every client command reads this file, and zod takes ~0.1 s to load.
+  const invalid = (why: string) => new InvalidInputError(`${path} is not a valid remotes file: ${why}; fix or delete it`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw invalid("it is not JSON");
+  }
+  const remotes = (parsed as { remotes?: unknown })?.remotes ?? {};
+  if (typeof remotes !== "object" || remotes === null || Array.isArray(remotes)) throw invalid('"remotes" is not an object');
+  for (const [name, r] of Object.entries(remotes)) {
+    for (const field of ["identityFile", "service"] as const) {
+      const value = (r as Record<string, unknown> | null)?.[field];
+      if (typeof value !== "string" || value === "") throw invalid(`remotes.${name}.${field} is not a non-empty string`);
+    }
+  }
+  return { remotes: remotes as Record<string, Remote> };
 }
 
 /** Atomic write (temp file + rename), mode 0600. */

@@ -1,19 +1,10 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
+import type { Catalog } from "../contract/schemas.js";
 import { clientFor } from "../opencode/session.js";
 import { startOpencodeServer } from "../opencode/server.js";
 import type { OpencodeSettings } from "./opencode-settings.js";
 
-export const CatalogSchema = z.object({
-  /** "provider/model" ids a loop may be started with. */
-  models: z.array(z.object({ id: z.string(), name: z.string(), provider: z.string() })),
-  /** Default model per provider, as opencode reports it. */
-  defaults: z.record(z.string(), z.string()),
-  agents: z.array(z.object({ name: z.string(), mode: z.string(), description: z.string().optional() })),
-  checkedAt: z.string(),
-});
-export type Catalog = z.infer<typeof CatalogSchema>;
 
 /**
  * Asks a short-lived opencode, started with the daemon's env file and config,

@@ -1,5 +1,6 @@
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import type { DiskUsage } from "../contract/schemas.js";
 
 /** Bytes on disk under `path` (allocated blocks), never following a symlink; 0 when it is gone. */
 export async function diskBytes(path: string): Promise<number> {
@@ -17,16 +18,6 @@ export async function diskBytes(path: string): Promise<number> {
   return total;
 }
 
-export interface DiskUsage {
-  totalBytes: number;
-  /** Worktrees of running loops and of finished ones not yet pruned. */
-  worktreesBytes: number;
-  /** One bare mirror per origin in use. */
-  mirrorsBytes: number;
-  /** Per-loop opencode data and logs, and the state DB. */
-  stateBytes: number;
-  measuredAt: string;
-}
 
 /**
  * The daemon's disk, measured in the background: walking a large workspace

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { CliError, ExitCode } from "../cli/exit-codes.js";
+import { InvalidInputError, UnavailableError, rephrased } from "../util/errors.js";
 import { ralphHome } from "../config/paths.js";
 import { enrollIdentity } from "../ziti/enroll.js";
 import { identityView } from "../ziti/reach.js";
@@ -21,11 +21,10 @@ function daemonNameOf(bindable: string[], identityName: string): string {
   const names = bindable.filter((s) => s.startsWith(prefix)).map((s) => s.slice(prefix.length));
   if (names.length === 1) return names[0]!;
   if (names.includes(identityName)) return identityName;
-  throw new CliError(
+  throw new InvalidInputError(
     names.length === 0
       ? `identity "${identityName}" may host no Ralph control service: was it created with 'ralph ziti identity create NAME --role daemon'? Give --name if you know it`
       : `identity "${identityName}" may host several daemons' services (${names.join(", ")}): give --name`,
-    ExitCode.InvalidInput,
   );
 }
 
@@ -37,10 +36,10 @@ function daemonNameOf(bindable: string[], identityName: string): string {
  */
 export async function joinNetwork(opts: { token: string; source: string; name?: string; workspaceDir?: string; configFile?: string }): Promise<JoinResult> {
   const configFile = resolve(opts.configFile ?? defaultDaemonConfigPath());
-  if (existsSync(configFile)) throw new CliError(`${configFile} exists: this machine already has a daemon config; remove it to join again, or give --config FILE`, ExitCode.InvalidInput);
+  if (existsSync(configFile)) throw new InvalidInputError(`${configFile} exists: this machine already has a daemon config; remove it to join again, or give --config FILE`);
   const { controller } = readEnrolmentToken(opts.token, opts.source);
   const identityFile = join(dirname(configFile), "identity.json");
-  if (existsSync(identityFile)) throw new CliError(`${identityFile} exists (from an earlier join?): remove it to join again, or give --config FILE in another directory`, ExitCode.InvalidInput);
+  if (existsSync(identityFile)) throw new InvalidInputError(`${identityFile} exists (from an earlier join?): remove it to join again, or give --config FILE in another directory`);
   mkdirSync(dirname(configFile), { recursive: true, mode: 0o700 });
   await enrollIdentity(opts.token, identityFile, opts.source);
   try {
@@ -50,7 +49,7 @@ export async function joinNetwork(opts: { token: string; source: string; name?: 
       name = daemonNameOf(view.bindable, view.name);
     }
     const parsed = DaemonConfigSchema.safeParse({ name, identityFile, workspaceDir: resolve(opts.workspaceDir ?? join(ralphHome(), "daemon", "workspace")) });
-    if (!parsed.success) throw new CliError(`cannot write a daemon config: ${parsed.error.issues[0]?.path.join(".")}: ${parsed.error.issues[0]?.message}`, ExitCode.InvalidInput);
+    if (!parsed.success) throw new InvalidInputError(`cannot write a daemon config: ${parsed.error.issues[0]?.path.join(".")}: ${parsed.error.issues[0]?.message}`);
     const config: DaemonConfig = parsed.data;
     const tmp = `${configFile}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
@@ -60,6 +59,6 @@ export async function joinNetwork(opts: { token: string; source: string; name?: 
     // The token is spent: say so, and leave nothing half-done behind.
     rmSync(identityFile, { force: true });
     const why = (err as Error).message;
-    throw new CliError(`${why}\n(the token was used up by this attempt: ask the network's admin for a new one)`, err instanceof CliError ? err.exitCode : ExitCode.Unavailable);
+    throw rephrased(err, `${why}\n(the token was used up by this attempt: ask the network's admin for a new one)`, UnavailableError);
   }
 }

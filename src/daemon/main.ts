@@ -38,7 +38,6 @@ function every(ms: number, task: () => Promise<unknown>, what: string, log: (lin
 export async function runDaemon(config: DaemonConfig, log: (line: string) => void): Promise<void> {
   const other = runningDaemonPid();
   if (other) throw new Error(`ralphd is already running for ${ralphHome()} (pid ${other}): stop it first, or set RALPH_HOME for a second daemon`);
-  const startedAt = Date.now();
   // The daemon's only Ziti credential is its own identity: the helper logs in
   // with it and hosts the services the admin side provisioned for it. It dies
   // with this process, so a ralphd killed outright leaves nothing hosting.
@@ -46,7 +45,7 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
   const store = new Store(join(homeDir("daemon"), "state.db"));
   const notifier = new Notifier(config.notify, log);
   const manager = new LoopManager(config, store, host, log, notifier);
-  const app = controlApi({ manager, store, notifier, startedAt, maxConcurrentLoops: config.maxConcurrentLoops, name: config.name });
+  const app = controlApi(manager);
   let server: ReturnType<typeof serve> | undefined;
   const port = await new Promise<number>((resolvePort) => {
     server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, (info) => resolvePort(info.port));

@@ -1,26 +1,32 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
+import { loadavg } from "node:os";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { ralphHome } from "../config/paths.js";
 import { runLoop } from "../loop/engine.js";
 import type { LoopEvent } from "../loop/events.js";
+import { opencodeVersion } from "../opencode/binary.js";
+import { VERSION } from "../version.js";
+import { ZITI_VERSION } from "../ziti/binary.js";
 import { adoptOpencodeServer, startOpencodeServer, OPENCODE_USERNAME, type OpencodeServer } from "../opencode/server.js";
 import { commandLineOf } from "../process/proc-scan.js";
 import { sleep } from "../util/wait.js";
 import type { ZitiHost } from "../ziti/host.js";
 import { loopsServiceName } from "../ziti/roles.js";
 import type { DaemonConfig } from "./config.js";
-import { readCatalog, type Catalog } from "./catalog.js";
+import { readCatalog } from "./catalog.js";
 import { opencodeSettings, type OpencodeSettings } from "./opencode-settings.js";
 import { notificationFor } from "./loop-notifications.js";
 import type { Notifier } from "./notify.js";
-import { RpcError, type LoopSummary, type StartLoopRequest } from "./rpc.js";
+import { ApiError } from "../contract/errors.js";
+import type { AttachPoint, Catalog, DeliveryResult, DiskUsage, Health, LoopSummary, PruneResult, StartLoopRequest } from "../contract/schemas.js";
 import { ACTIVE_STATES, type LoopRow, type LoopState, type Store, type StoredEvent } from "./store.js";
 import { Workspace, resolveTaskDirIn, validateBranch, validateTaskDir } from "./workspace.js";
 import { checkOrigin, type OriginPolicy } from "./origins.js";
-import { Retention, type PruneResult } from "./retention.js";
-import { DiskGauge, type DiskUsage } from "./disk.js";
+import { Retention } from "./retention.js";
+import { DiskGauge } from "./disk.js";
+import { openEventFeed } from "./event-feed.js";
 
 export function summaryOf(row: LoopRow): LoopSummary {
   const { worktree: _w, opencodeUrl: _u, opencodePid: _p, opencodePassword: _pw, ...rest } = row;
@@ -58,6 +64,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   private readonly startingOrigins = new Map<string, number>();
   private readonly retention: Retention;
   private readonly disk: DiskGauge;
+  private readonly startedAt = Date.now();
 
   constructor(
     private readonly config: DaemonConfig,
@@ -83,7 +90,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
 
   get(id: string): LoopRow {
     const row = this.store.getLoop(id);
-    if (!row) throw new RpcError("not_found", `no loop "${id}" on this daemon ('ralph ls' lists them)`);
+    if (!row) throw new ApiError("not_found", `no loop "${id}" on this daemon ('ralph ls' lists them)`);
     return row;
   }
 
@@ -93,13 +100,51 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
 
   /** Calls `onEvent` with every event from now on, until the returned function is called; refused as busy at the cap. */
   follow(onEvent: (e: StoredEvent) => void): () => void {
-    if (this.followers() >= MAX_FOLLOWERS) throw new RpcError("busy", `the daemon already streams events to ${MAX_FOLLOWERS} followers: try again later`);
+    if (this.followers() >= MAX_FOLLOWERS) throw new ApiError("busy", `the daemon already streams events to ${MAX_FOLLOWERS} followers: try again later`);
     this.on("event", onEvent);
     return () => this.off("event", onEvent);
   }
 
   followers(): number {
     return this.listenerCount("event");
+  }
+
+  async health(): Promise<Health> {
+    return {
+      name: this.config.name,
+      healthy: true,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      loops: { active: this.activeCount(), total: this.store.countLoops(), max: this.config.maxConcurrentLoops },
+      followers: { active: this.followers(), max: MAX_FOLLOWERS },
+      load: loadavg(),
+      memory: { rssBytes: process.memoryUsage().rss },
+      disk: this.diskUsage(),
+      versions: { ralph: VERSION, node: process.version, ziti: ZITI_VERSION, opencode: await opencodeVersion() },
+    };
+  }
+
+  /** A follower's events of one loop or all, from a position (see openEventFeed). */
+  events(opts: { loopId?: string; position: { name: string; raw: string }; signal: AbortSignal }): ReturnType<typeof openEventFeed> {
+    if (opts.loopId) this.get(opts.loopId);
+    const store = this.store;
+    return openEventFeed(
+      { newestSeq: () => store.newestSeq(), oldestSeq: () => store.oldestSeq(), eventsAfter: (seq, loopId) => store.eventsAfter(seq, loopId), follow: (on) => this.follow(on) },
+      opts,
+    );
+  }
+
+  /** Sends a test message to every notification target now and says how each went. */
+  async testNotifications(): Promise<DeliveryResult[]> {
+    const name = this.config.name;
+    return this.notifier.test({
+      kind: "test",
+      daemon: name,
+      loopId: "",
+      title: `Ralph Remote test from ${name}`,
+      message: `Notifications from ralphd ${name} reach you.`,
+      time: new Date().toISOString(),
+      details: {},
+    });
   }
 
   /** Models and agents loops may use here; asked of opencode at most every 5 minutes. */
@@ -124,10 +169,10 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   private budgetFor(req: StartLoopRequest): { maxCostUsd: number | null; maxTokens: number | null } {
     const b = this.config.budget;
     if (req.maxCostUsd !== undefined && b.maxCostUsd !== undefined && req.maxCostUsd > b.maxCostUsd) {
-      throw new RpcError("invalid_request", `maxCostUsd ${req.maxCostUsd} is above this daemon's ceiling of ${b.maxCostUsd} USD per loop (budget.maxCostUsd in its config): ask for less`);
+      throw new ApiError("invalid_request", `maxCostUsd ${req.maxCostUsd} is above this daemon's ceiling of ${b.maxCostUsd} USD per loop (budget.maxCostUsd in its config): ask for less`);
     }
     if (req.maxTokens !== undefined && b.maxTokens !== undefined && req.maxTokens > b.maxTokens) {
-      throw new RpcError("invalid_request", `maxTokens ${req.maxTokens} is above this daemon's ceiling of ${b.maxTokens} tokens per loop (budget.maxTokens in its config): ask for less`);
+      throw new ApiError("invalid_request", `maxTokens ${req.maxTokens} is above this daemon's ceiling of ${b.maxTokens} tokens per loop (budget.maxTokens in its config): ask for less`);
     }
     // With a ceiling and no default, a loop that names no budget gets the ceiling.
     return { maxCostUsd: req.maxCostUsd ?? b.defaultMaxCostUsd ?? b.maxCostUsd ?? null, maxTokens: req.maxTokens ?? b.defaultMaxTokens ?? b.maxTokens ?? null };
@@ -158,10 +203,10 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     // Before any row exists: an origin, branch or task dir that is not there is refused, not a failed loop.
     await this.workspace.fetch(req.origin, req.branch, taskDir);
     if (this.running.size >= this.config.maxConcurrentLoops) {
-      throw new RpcError("busy", `the daemon is full (${this.config.maxConcurrentLoops} loops running): stop one or wait`);
+      throw new ApiError("busy", `the daemon is full (${this.config.maxConcurrentLoops} loops running): stop one or wait`);
     }
     const clash = this.store.activeLoops().find((l) => l.origin === req.origin && l.branch === req.branch);
-    if (clash) throw new RpcError("conflict", `loop ${clash.id} is already running on branch ${req.branch} of ${req.origin}`);
+    if (clash) throw new ApiError("conflict", `loop ${clash.id} is already running on branch ${req.branch} of ${req.origin}`);
     const id = randomBytes(4).toString("hex");
     const worktree = join(this.config.workspaceDir, "loops", id);
     this.store.insertLoop({
@@ -185,7 +230,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   async stop(id: string): Promise<LoopSummary> {
     const row = this.get(id);
     const r = this.running.get(id);
-    if (!r) throw new RpcError("conflict", `loop ${id} is not running (it is ${row.status})`);
+    if (!r) throw new ApiError("conflict", `loop ${id} is not running (it is ${row.status})`);
     r.stop.abort();
     await r.done;
     return summaryOf(this.get(id));
@@ -194,7 +239,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   /** Queues the owner's guidance for a running loop's next iteration. */
   say(id: string, text: string): { loopId: string; pending: number } {
     const row = this.get(id);
-    if (!this.running.has(id)) throw new RpcError("conflict", `loop ${id} is not running (it is ${row.status}): guidance goes only to a running loop`);
+    if (!this.running.has(id)) throw new ApiError("conflict", `loop ${id} is not running (it is ${row.status}): guidance goes only to a running loop`);
     const pending = this.store.addGuidance(id, text);
     return { loopId: id, pending };
   }
@@ -202,7 +247,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   /** Forgets a finished loop now: its worktree, log, record and events ('ralph rm'). */
   async remove(id: string): Promise<PruneResult> {
     const row = this.get(id);
-    if (this.running.has(id) || ACTIVE_STATES.includes(row.status)) throw new RpcError("conflict", `loop ${id} is ${row.status}: stop it first ('ralph stop ${id}')`);
+    if (this.running.has(id) || ACTIVE_STATES.includes(row.status)) throw new ApiError("conflict", `loop ${id} is ${row.status}: stop it first ('ralph stop ${id}')`);
     const result = await this.retention.forget(row);
     void this.disk.measure().catch(() => undefined);
     return result;
@@ -290,20 +335,20 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
    * Where a client dials the loop's opencode: its terminator on the loops
    * service, once the controller has it (a dial made earlier would fail).
    */
-  async attachPoint(id: string): Promise<{ service: string; terminator: string; password: string }> {
+  async attachPoint(id: string): Promise<AttachPoint> {
     const hosting = await this.hostingOf(id);
     const row = this.get(id);
     if (!row.service || !row.opencodePassword || !hosting || !["starting", "running"].includes(row.status)) {
-      throw new RpcError("conflict", `loop ${row.id} has no opencode to attach to (it is ${row.status})`);
+      throw new ApiError("conflict", `loop ${row.id} has no opencode to attach to (it is ${row.status})`);
     }
     // A hosting that failed (e.g. while the helper restarted) is tried once more now.
     if (!(await hosting) && row.opencodeUrl) this.hostForAttach(id, Number(new URL(row.opencodeUrl).port));
     const latest = this.hostings.get(id);
-    if (!latest) throw new RpcError("conflict", `loop ${row.id} has no opencode to attach to (it is ${this.get(id).status})`);
-    if (!(await latest)) throw new RpcError("internal", `loop ${row.id}: its opencode could not be hosted for attach; see the daemon's log`);
+    if (!latest) throw new ApiError("conflict", `loop ${row.id} has no opencode to attach to (it is ${this.get(id).status})`);
+    if (!(await latest)) throw new ApiError("internal", `loop ${row.id}: its opencode could not be hosted for attach; see the daemon's log`);
     const now = this.get(id);
-    if (!now.opencodePassword || !["starting", "running"].includes(now.status)) throw new RpcError("conflict", `loop ${row.id} has no opencode to attach to (it is ${now.status})`);
-    return { service: loopsServiceName(this.config.name), terminator: id, password: now.opencodePassword };
+    if (!now.opencodePassword || !["starting", "running"].includes(now.status)) throw new ApiError("conflict", `loop ${row.id} has no opencode to attach to (it is ${now.status})`);
+    return { service: loopsServiceName(this.config.name), terminator: id, username: OPENCODE_USERNAME, password: now.opencodePassword };
   }
 
   /**
@@ -316,7 +361,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     for (;;) {
       const hosting = this.hostings.get(id);
       if (hosting || !ACTIVE_STATES.includes(this.get(id).status)) return hosting;
-      if (Date.now() > deadline) throw new RpcError("busy", `loop ${id}'s opencode did not come up within ${timeoutMs / 1000} s: see 'ralph logs ${id}'`);
+      if (Date.now() > deadline) throw new ApiError("busy", `loop ${id}'s opencode did not come up within ${timeoutMs / 1000} s: see 'ralph logs ${id}'`);
       await sleep(100);
     }
   }

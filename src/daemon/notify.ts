@@ -4,6 +4,7 @@
 // with the target's secrets redacted.
 import pRetry, { AbortError } from "p-retry";
 import { z } from "zod";
+import type { DeliveryResult } from "../contract/schemas.js";
 
 export const NotifyKindSchema = z.enum(["completed", "failed", "exhausted", "budget", "stalled", "asked", "stopped", "test"]);
 export type NotifyKind = z.infer<typeof NotifyKindSchema>;
@@ -45,12 +46,6 @@ export interface Notification {
   details: Record<string, unknown>;
 }
 
-export interface DeliveryResult {
-  target: string;
-  ok: boolean;
-  error?: string;
-  attempts: number;
-}
 
 export interface NotifierOptions {
   retries?: number;

@@ -1,6 +1,6 @@
 import { existsSync, realpathSync } from "node:fs";
 import { dirname, relative, resolve, isAbsolute, join, basename } from "node:path";
-import { RpcError } from "./rpc.js";
+import { ApiError } from "../contract/errors.js";
 
 /** Which git origins a daemon fetches from. */
 export interface OriginPolicy {
@@ -29,8 +29,8 @@ const inside = (dir: string, p: string) => {
 /** The local directory a file:// origin names; refused when it has a host or percent-escapes (git and URL parsers read those differently). */
 function fileOriginPath(origin: string): string {
   const rest = origin.slice("file://".length);
-  if (!rest.startsWith("/")) throw new RpcError("invalid_request", `origin "${origin}" names a host: a file:// origin must be a local absolute path (file:///path)`);
-  if (rest.includes("%")) throw new RpcError("invalid_request", `origin "${origin}" has percent-escapes, which git and URL parsers read differently: write the path as it is`);
+  if (!rest.startsWith("/")) throw new ApiError("invalid_request", `origin "${origin}" names a host: a file:// origin must be a local absolute path (file:///path)`);
+  if (rest.includes("%")) throw new ApiError("invalid_request", `origin "${origin}" has percent-escapes, which git and URL parsers read differently: write the path as it is`);
   return resolve(rest);
 }
 
@@ -41,16 +41,16 @@ function fileOriginPath(origin: string): string {
  */
 export function checkOrigin(origin: string, policy: OriginPolicy): void {
   if (origin.startsWith("-") || !(URL_FORM.test(origin) || SCP_FORM.test(origin))) {
-    throw new RpcError("invalid_request", `origin "${origin}" is not an allowed git URL: use file://, https://, ssh:// or user@host:path`);
+    throw new ApiError("invalid_request", `origin "${origin}" is not an allowed git URL: use file://, https://, ssh:// or user@host:path`);
   }
   if (policy.allowed && !policy.allowed.some((prefix) => origin.startsWith(prefix))) {
-    throw new RpcError("invalid_request", `origin "${origin}" is not allowed on this daemon: it fetches only from ${policy.allowed.join(", ")} (allowedOrigins in its config)`);
+    throw new ApiError("invalid_request", `origin "${origin}" is not allowed on this daemon: it fetches only from ${policy.allowed.join(", ")} (allowedOrigins in its config)`);
   }
   if (origin.startsWith("file://")) {
     const path = realish(fileOriginPath(origin));
     for (const dir of policy.forbiddenDirs) {
       if (inside(realish(resolve(dir)), path)) {
-        throw new RpcError("invalid_request", `origin "${origin}" lies inside this daemon's own files (${dir}): a loop may not fetch the daemon's mirrors or state; push to a repository elsewhere`);
+        throw new ApiError("invalid_request", `origin "${origin}" lies inside this daemon's own files (${dir}): a loop may not fetch the daemon's mirrors or state; push to a repository elsewhere`);
       }
     }
   }

@@ -1,15 +1,10 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
+import type { PruneResult } from "../contract/schemas.js";
 import { diskBytes } from "./disk.js";
 import type { LoopRow, Store } from "./store.js";
 import type { Workspace } from "./workspace.js";
 
-export interface PruneResult {
-  /** Loops whose worktree and log were removed. */
-  loops: string[];
-  mirrors: number;
-  freedBytes: number;
-}
 
 const DAY_MS = 86_400_000;
 

@@ -1,10 +1,9 @@
 import Database from "better-sqlite3";
 import { chmodSync, existsSync } from "node:fs";
-import type { LoopEvent, LoopStatus } from "../loop/events.js";
+import type { LoopState, RecordedEvent } from "../contract/events.js";
 import { emptyUsage, type Usage } from "../loop/usage.js";
 
-export type LoopState = "starting" | "running" | LoopStatus;
-export const ACTIVE_STATES: LoopState[] = ["starting", "running"];
+export { ACTIVE_STATES, type LoopState } from "../contract/events.js";
 
 export interface LoopRow {
   id: string;
@@ -38,16 +37,10 @@ export interface LoopRow {
   opencodePassword: string | null;
 }
 
-/** What the daemon itself reports about a loop, beside the loop engine's events. */
-export type DaemonLoopEvent =
-  | { type: "loop.status"; time: string; status: LoopState; reason?: string }
-  | { type: "loop.pushed"; time: string; branch: string; commit: string }
-  | { type: "loop.push-failed"; time: string; branch: string; error: string };
-
 export interface StoredEvent {
   seq: number;
   loopId: string;
-  event: LoopEvent | DaemonLoopEvent;
+  event: RecordedEvent;
 }
 
 const MIGRATIONS = [

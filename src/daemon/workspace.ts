@@ -4,7 +4,7 @@ import { basename, isAbsolute, join, normalize, sep } from "node:path";
 import { execa } from "execa";
 import { ContainmentError, containedDir } from "../loop/contained.js";
 import { isBranchName } from "../loop/git.js";
-import { RpcError } from "./rpc.js";
+import { ApiError } from "../contract/errors.js";
 
 // Only these transports: no ext::, fd::, or other helpers that run commands.
 const PROTOCOLS = ["-c", "protocol.allow=never", "-c", "protocol.file.allow=always", "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always"];
@@ -16,14 +16,14 @@ async function git(cwd: string, args: string[], what: string): Promise<string> {
 }
 
 export async function validateBranch(branch: string): Promise<void> {
-  if (!(await isBranchName(branch))) throw new RpcError("invalid_request", `branch "${branch}" is not a valid git branch name`);
+  if (!(await isBranchName(branch))) throw new ApiError("invalid_request", `branch "${branch}" is not a valid git branch name`);
 }
 
 /** A task dir relative to the repo that stays inside it. */
 export function validateTaskDir(taskDir: string): string {
   const n = normalize(taskDir);
   if (isAbsolute(taskDir) || n === ".." || n.startsWith(`..${sep}`)) {
-    throw new RpcError("invalid_request", `taskDir "${taskDir}" leaves the repository: give a path relative to the repository root`);
+    throw new ApiError("invalid_request", `taskDir "${taskDir}" leaves the repository: give a path relative to the repository root`);
   }
   return n;
 }
@@ -38,8 +38,8 @@ export function resolveTaskDirIn(worktree: string, taskDir: string): string {
     lstatSync(join(dir, "prd.json"));
     return dir;
   } catch (err) {
-    if (err instanceof ContainmentError) throw new RpcError("invalid_request", err.message);
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new RpcError("invalid_request", `no prd.json at ${taskDir} on the branch: push the PRD first`);
+    if (err instanceof ContainmentError) throw new ApiError("invalid_request", err.message);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new ApiError("invalid_request", `no prd.json at ${taskDir} on the branch: push the PRD first`);
     throw err;
   }
 }
@@ -70,13 +70,13 @@ export class Workspace {
       }
       // Into remote-tracking refs: fetching into a branch a worktree has checked out is refused.
       await git(bare, ["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"], `git fetch ${origin}`).catch((err: Error) => {
-        throw new RpcError("invalid_request", `cannot fetch ${origin} (${err.message}): check the URL, and that this daemon may read it`);
+        throw new ApiError("invalid_request", `cannot fetch ${origin} (${err.message}): check the URL, and that this daemon may read it`);
       });
       const has = await execa("git", ["rev-parse", "--verify", "--quiet", `refs/remotes/origin/${branch}`], { cwd: bare, reject: false });
-      if (has.exitCode !== 0) throw new RpcError("invalid_request", `branch "${branch}" does not exist on ${origin}: push it first (ralph start does)`);
+      if (has.exitCode !== 0) throw new ApiError("invalid_request", `branch "${branch}" does not exist on ${origin}: push it first (ralph start does)`);
       const prd = taskDir === "." ? "prd.json" : `${taskDir}/prd.json`;
       const found = await execa("git", ["cat-file", "-e", `refs/remotes/origin/${branch}:${prd}`], { cwd: bare, reject: false });
-      if (found.exitCode !== 0) throw new RpcError("invalid_request", `branch "${branch}" of ${origin} has no ${prd}: commit and push it first`);
+      if (found.exitCode !== 0) throw new ApiError("invalid_request", `branch "${branch}" of ${origin} has no ${prd}: commit and push it first`);
     } catch (err) {
       if (fresh) rmSync(bare, { recursive: true, force: true });
       throw err;

@@ -1,12 +1,14 @@
 import { execa } from "execa";
 import { ControlClient } from "../client/connection.js";
-import { isTerminal, streamEvents, type DaemonEvent } from "../client/events.js";
+import { isTerminal, streamEvents } from "../client/events.js";
+import type { StreamEvent } from "../contract/events.js";
+import { expectOk } from "../client/api.js";
 import { startRemoteLoop } from "../client/start.js";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureLocalDaemon } from "../daemon/launcher.js";
-import type { LoopSummary } from "../daemon/rpc.js";
+import type { LoopSummary } from "../contract/schemas.js";
 import { DEMO_PRICE, scriptedModelConfig } from "../model/opencode-config.js";
 import { startScriptedModel } from "../model/scripted-model.js";
 import { LOCAL_NAME, zitiDown, zitiStatus, zitiUp } from "../ziti/network.js";
@@ -19,7 +21,7 @@ export interface DemoOptions {
   keepDaemon?: boolean;
   step: (line: string) => void;
   warn: (line: string) => void;
-  onEvent: (e: DaemonEvent) => void;
+  onEvent: (e: StreamEvent) => void;
   signal: AbortSignal;
 }
 
@@ -64,18 +66,18 @@ export async function runRemoteDemo(o: DemoOptions): Promise<DemoResult> {
 
     const client = await ControlClient.open(LOCAL_NAME);
     cleanup.unshift(() => client.close());
-    o.step(`remote "${LOCAL_NAME}": control API through the overlay at ${client.url}`);
+    o.step(`remote "${LOCAL_NAME}": control API through the overlay, ${client.route}`);
     const started = await startRemoteLoop(client, { taskDir: example.taskDir, maxIterations: 6, model: o.model });
     o.step(`loop ${started.id} started on ${started.branch}; watch it from another shell with 'ralph logs ${started.id} -f' or 'ralph attach ${started.id}'`);
 
-    const onStop = () => void client.call("POST", `/loops/${started.id}/stop`).catch(() => undefined);
+    const onStop = () => void client.api.loops[":id"].stop.$post({ param: { id: started.id } }).catch(() => undefined);
     o.signal.addEventListener("abort", onStop, { once: true });
     try {
       await streamEvents(client, { loopId: started.id, follow: true, stopWhen: isTerminal, onEvent: o.onEvent });
     } finally {
       o.signal.removeEventListener("abort", onStop);
     }
-    const { loop } = await client.call<{ loop: LoopSummary }>("GET", `/loops/${started.id}`);
+    const { loop } = await expectOk(client.remoteName, client.api.loops[":id"].$get({ param: { id: started.id } }));
     const log = await execa("git", ["--git-dir", example.origin, "log", "--oneline", `main..${EXAMPLE_PRD.branchName}`], { reject: false });
     return { loop, origin: `file://${example.origin}`, pushed: log.stdout.trim() };
   } finally {

@@ -1,5 +1,6 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, readSync, realpathSync, writeSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { InvalidInputError } from "../util/errors.js";
 import { repoRoot } from "./git.js";
 
 /** The most Ralph reads of any one repository file (prd.json, prompt.md, AGENTS.md). */
@@ -10,7 +11,7 @@ export const MAX_FILE_BYTES = 1024 * 1024;
  * repository, is not a regular file, or is too large. The message names the
  * file relative to the repository and never quotes its content.
  */
-export class ContainmentError extends Error {
+export class ContainmentError extends InvalidInputError {
   constructor(
     readonly file: string,
     readonly problem: string,
@@ -182,7 +183,12 @@ export async function locateTaskDir(taskDir: string, repoDir?: string): Promise<
     if (!link || dirname(start) === start) break;
     start = dirname(start);
   }
-  const root = realpathSync(repoDir ?? (await repoRoot(start)));
+  const root = realpathSync(
+    repoDir ??
+      (await repoRoot(start).catch(() => {
+        throw new InvalidInputError(`${taskDir} is not inside a git repository: run 'git init' there, or pass a task dir inside one`);
+      })),
+  );
   const realStart = realpathSync(start);
   if (!isInside(root, realStart)) throw new ContainmentError(taskDir, "is outside the repository");
   const rel = join(relative(root, realStart), relative(start, lexical));

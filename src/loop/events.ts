@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { BudgetSchema, UsageSchema } from "./usage.js";
+import { BudgetSchema, UsageSchema } from "./usage-schema.js";
 
 export const LoopStatusSchema = z.enum(["completed", "exhausted", "failed", "stopped", "budget"]);
 export type LoopStatus = z.infer<typeof LoopStatusSchema>;

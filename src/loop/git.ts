@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
+import { InvalidInputError } from "../util/errors.js";
 
 async function git(repoDir: string, args: string[]): Promise<string> {
   const r = await execa("git", args, { cwd: repoDir, reject: false });
@@ -43,10 +44,10 @@ export async function isBranchName(branch: string): Promise<boolean> {
  * missing. Never switches away from uncommitted work.
  */
 export async function ensureBranch(repoDir: string, branch: string): Promise<void> {
-  if (!(await isBranchName(branch))) throw new Error(`branchName "${branch}" is not a valid git branch name; fix it in prd.json`);
+  if (!(await isBranchName(branch))) throw new InvalidInputError(`branchName "${branch}" is not a valid git branch name; fix it in prd.json`);
   if ((await currentBranch(repoDir)) === branch) return;
   if (await isDirty(repoDir)) {
-    throw new Error(`the working tree in ${repoDir} has uncommitted changes; commit or stash them before the loop switches to branch ${branch}`);
+    throw new InvalidInputError(`the working tree in ${repoDir} has uncommitted changes; commit or stash them before the loop switches to branch ${branch}`);
   }
   const exists = await execa("git", ["rev-parse", "--verify", "--quiet", `refs/heads/${branch}`], { cwd: repoDir, reject: false });
   await git(repoDir, exists.exitCode === 0 ? ["switch", branch] : ["switch", "-c", branch]);

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { dirname } from "node:path";
 import { z } from "zod";
 import { readContained } from "../loop/contained.js";
+import { InvalidInputError } from "../util/errors.js";
 
 /** Refused before it is read: no PRD comes near this. */
 export const MAX_PRD_BYTES = 1024 * 1024;
@@ -81,7 +82,7 @@ function blockedByCycle(stories: readonly { id: string; blockedBy?: string[] }[]
 export type Prd = z.infer<typeof PrdSchema>;
 export type Story = z.infer<typeof StorySchema>;
 
-export class PrdError extends Error {
+export class PrdError extends InvalidInputError {
   constructor(
     readonly file: string,
     readonly jsonPath: string,

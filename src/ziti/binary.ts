@@ -7,12 +7,10 @@ import { cacheDir } from "../config/paths.js";
 import { BuildProgress } from "./build-progress.js";
 import { UnavailableError } from "../util/errors.js";
 import { PACKAGE_ROOT } from "../version.js";
+import { ZITI_VERSION } from "./defaults.js";
 
-/**
- * The pinned ziti release. v1.7.2 is the newest the Go module proxy reachable
- * here serves; tools/ziti pins its module graph and checksums.
- */
-export const ZITI_VERSION = "v1.7.2";
+// v1.7.2 is the newest the Go module proxy reachable here serves; tools/ziti pins its module graph and checksums.
+export { ZITI_VERSION };
 
 const toolsDir = (): string => join(PACKAGE_ROOT, "tools", "ziti");
 

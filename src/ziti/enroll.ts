@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } 
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
-import { CliError, ExitCode } from "../cli/exit-codes.js";
+import { InvalidInputError } from "../util/errors.js";
 import { ensureZitiBinary } from "./binary.js";
 import { readEnrolmentToken } from "./token.js";
 
@@ -27,7 +27,7 @@ function enrolmentFailure(all: string, controller: string): string {
  */
 export async function enrollIdentity(token: string, outFile: string, source = "the token"): Promise<void> {
   const { jwt, controller } = readEnrolmentToken(token, source);
-  if (existsSync(outFile)) throw new CliError(`${outFile} already exists: choose another --out, or remove it first`, ExitCode.InvalidInput);
+  if (existsSync(outFile)) throw new InvalidInputError(`${outFile} already exists: choose another --out, or remove it first`);
   const ziti = await ensureZitiBinary();
   const work = mkdtempSync(join(tmpdir(), "ralph-enroll-"));
   try {
@@ -37,7 +37,7 @@ export async function enrollIdentity(token: string, outFile: string, source = "t
     const r = await execa(ziti, ["edge", "enroll", "--jwt", jwtFile, "--out", outFile], { reject: false, all: true });
     if (r.exitCode !== 0 || !existsSync(outFile)) {
       rmSync(outFile, { force: true });
-      throw new CliError(`enrolment failed: ${enrolmentFailure(r.all ?? "", controller)}`, ExitCode.InvalidInput);
+      throw new InvalidInputError(`enrolment failed: ${enrolmentFailure(r.all ?? "", controller)}`);
     }
     chmodSync(outFile, 0o600);
   } finally {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { homeDir } from "../config/paths.js";
 import { ControllerSchema, type ControllerConfig } from "../daemon/config.js";
 import { ManagementClient } from "./mgmt.js";
+import { InvalidInputError } from "../util/errors.js";
 
 /**
  * Admin access to a controller that `ralph ziti up` did not create, for the
@@ -21,7 +22,7 @@ function writePrivate(file: string, content: string): void {
   renameSync(tmp, file);
 }
 
-export class LoginRefused extends Error {
+export class LoginRefused extends InvalidInputError {
   constructor(message: string) {
     super(message);
     this.name = "LoginRefused";

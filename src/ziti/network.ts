@@ -6,9 +6,12 @@ import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
 import { z } from "zod";
 import { homeDir, ralphHome } from "../config/paths.js";
+import { InvalidInputError } from "../util/errors.js";
+import { DEFAULT_CTRL_PORT, DEFAULT_ROUTER_PORT, LOCAL_NAME } from "./defaults.js";
 import { DaemonConfigSchema, defaultDaemonConfigPath, type ControllerConfig } from "../daemon/config.js";
 import { Roles } from "./roles.js";
 import { provisionDaemonServices, removeDaemonServices } from "./provision.js";
+import { stopAgent } from "../client/agent/client.js";
 import { upsertRemote } from "../client/remotes.js";
 import { SupervisedProcess, pidAlive, releaseFromParentExit, signalGroup } from "../process/supervisor.js";
 import { waitFor } from "../util/wait.js";
@@ -41,10 +44,7 @@ export interface NetworkAddress {
   routerPort: number;
 }
 
-export const DEFAULT_CTRL_PORT = 1280;
-export const DEFAULT_ROUTER_PORT = 3022;
-
-export const LOCAL_NAME = "local";
+export { DEFAULT_CTRL_PORT, DEFAULT_ROUTER_PORT, LOCAL_NAME };
 export const localIdentityName = (role: "daemon" | "client") => `ralph-${role}-${LOCAL_NAME}`;
 
 const dir = () => homeDir("ziti");
@@ -133,7 +133,7 @@ export async function listenAddressFor(advertise: string): Promise<string> {
 }
 
 /** A requested advertised address or port that this network cannot take. */
-export class InvalidNetworkAddress extends Error {
+export class InvalidNetworkAddress extends InvalidInputError {
   constructor(message: string) {
     super(message);
     this.name = "InvalidNetworkAddress";
@@ -413,6 +413,8 @@ export async function zitiUp(opts: ZitiUpOptions = {}): Promise<LocalNetwork> {
 
 /** Stops the embedded network; its state is kept for the next `up`. */
 export async function zitiDown(): Promise<boolean> {
+  // The client agent's dialers would only keep retrying a network that is gone.
+  await stopAgent();
   const state = readState();
   if (!state?.pid || !pidAlive(state.pid)) return false;
   signalGroup(state.pid, "SIGTERM");

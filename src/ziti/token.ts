@@ -1,4 +1,4 @@
-import { CliError, ExitCode } from "../cli/exit-codes.js";
+import { InvalidInputError } from "../util/errors.js";
 
 /** What a one-time enrolment token says about itself (its claims; the controller checks the signature). */
 export interface EnrolmentToken {
@@ -30,11 +30,11 @@ export function readEnrolmentToken(text: string, source: string): EnrolmentToken
   const jwt = text.trim();
   const claims = JWT.test(jwt) ? decode(jwt.split(".")[1]!) : undefined;
   if (!claims || typeof claims.iss !== "string" || claims.em !== "ott") {
-    throw new CliError(`${source} is not a one-time enrolment token: create one on the network's host with 'ralph ziti identity create NAME --role client|daemon'`, ExitCode.InvalidInput);
+    throw new InvalidInputError(`${source} is not a one-time enrolment token: create one on the network's host with 'ralph ziti identity create NAME --role client|daemon'`);
   }
   const expiresAt = typeof claims.exp === "number" ? new Date(claims.exp * 1000) : undefined;
   if (expiresAt && expiresAt.getTime() <= Date.now()) {
-    throw new CliError(`the enrolment token in ${source} expired at ${expiresAt.toISOString()}: revoke the identity and create it again on the network's host ('ralph ziti identity revoke NAME', then 'ralph ziti identity create NAME ...')`, ExitCode.InvalidInput);
+    throw new InvalidInputError(`the enrolment token in ${source} expired at ${expiresAt.toISOString()}: revoke the identity and create it again on the network's host ('ralph ziti identity revoke NAME', then 'ralph ziti identity create NAME ...')`);
   }
   return { jwt, controller: claims.iss, expiresAt };
 }

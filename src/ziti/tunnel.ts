@@ -1,4 +1,5 @@
 import { SupervisedProcess, type SpawnOptions } from "../process/supervisor.js";
+import { socketFetch } from "../util/socket-fetch.js";
 import { sleep, waitFor } from "../util/wait.js";
 import { ensureDialerBinary } from "./binary.js";
 
@@ -10,9 +11,12 @@ export interface Tunnel {
 }
 
 export interface ProxyTunnel extends Tunnel {
-  port: number;
-  /** http://127.0.0.1:PORT */
+  /** http://127.0.0.1:PORT, or an http URL whose host is ignored for a socket. */
   url: string;
+  /** What reaches the service through the proxy: global fetch on TCP, over the socket otherwise. */
+  fetch: typeof fetch;
+  /** The dialer's latest dial error or fatal error, for telling a user why a request failed. */
+  lastError(): string | undefined;
 }
 
 /**
@@ -51,8 +55,8 @@ async function supervise(spawnOptions: () => SpawnOptions, onRestart?: () => Pro
 }
 
 /** Any HTTP answer through the proxy proves the overlay path works end to end. */
-export async function httpAnswers(url: string): Promise<boolean> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+export async function httpAnswers(url: string, fetchVia: typeof fetch = fetch): Promise<boolean> {
+  const res = await fetchVia(url, { signal: AbortSignal.timeout(3000) });
   await res.body?.cancel();
   return res.status > 0;
 }
@@ -65,9 +69,10 @@ interface DialerEvent {
 }
 
 /**
- * A listener on 127.0.0.1 that dials one service over the overlay with a
- * client identity (tools/ziti/dialer; `ziti tunnel proxy` would listen on
- * every interface). It keeps its port across restarts. Readiness is a real
+ * A listener on 127.0.0.1, or on a Unix socket only this user may open, that
+ * dials one service over the overlay with a client identity
+ * (tools/ziti/dialer; `ziti tunnel proxy` would listen on every interface).
+ * It keeps its port or socket across restarts. Readiness is a real
  * request through it; a refused identity, or a service this identity cannot
  * see for 5 s, fails at once with the reason.
  */
@@ -75,19 +80,27 @@ export async function startProxyTunnel(opts: {
   identityFile: string;
   service: string;
   logFile: string;
-  readiness?: (url: string) => Promise<boolean>;
+  /** Listen on this Unix socket (created 0600) instead of a loopback port. */
+  socketPath?: string;
+  readiness?: (url: string, fetchVia: typeof fetch) => Promise<boolean>;
   readyTimeoutMs?: number;
-  /** Wait for a service that is still being registered, instead of failing after 5 s without it. */
+  /**
+   * Wait for a service that is still being registered, or not hosted yet,
+   * instead of failing: after 5 s without the service, or at once when a
+   * dial finds nothing hosting it (or not the terminator asked for).
+   */
   awaitService?: boolean;
   /**
    * Dial only this addressable terminator of the service (a loop's id on the
-   * daemon's loops service). Without awaitService, a dial the controller
-   * answers with "no terminators for instanceId" fails the start at once.
+   * daemon's loops service).
    */
   terminator?: string;
 }): Promise<ProxyTunnel> {
   const dialer = await ensureDialerBinary();
   let port: number | undefined;
+  let lastError: string | undefined;
+  const via = opts.socketPath ? socketFetch(opts.socketPath) : fetch;
+  const url = () => (opts.socketPath ? "http://ralph-ziti-dial" : `http://127.0.0.1:${port}`);
   // One per dialer process: its fatal error or a lasting "unavailable" ends the wait for it.
   let attempt = new AbortController();
   let unavailableTimer: NodeJS.Timeout | undefined;
@@ -98,10 +111,17 @@ export async function startProxyTunnel(opts: {
     } catch {
       return;
     }
-    if (e.event === "listening" && e.address) port ??= Number(e.address.split(":").pop());
+    if (e.event === "listening" && e.address) port ??= opts.socketPath ? 0 : Number(e.address.split(":").pop());
+    if (e.event === "dial-error" || e.event === "fatal") lastError = e.message;
     if (e.event === "fatal") attempt.abort(new Error(`the dialer for ${opts.service} stopped: ${e.message}`));
-    if (e.event === "dial-error" && opts.terminator && !opts.awaitService && /no terminators for instanceId/.test(e.message ?? "")) {
-      attempt.abort(new Error(`${opts.terminator} is not hosted on service ${opts.service} (no terminator of that name): ${e.message}`));
+    if (e.event === "dial-error" && !opts.awaitService && /has no terminators/.test(e.message ?? "")) {
+      attempt.abort(
+        new Error(
+          opts.terminator
+            ? `${opts.terminator} is not hosted on service ${opts.service} (no terminator of that name): ${e.message}`
+            : `nothing hosts service ${opts.service} now (${e.message})`,
+        ),
+      );
     }
     if (e.event === "service") {
       clearTimeout(unavailableTimer);
@@ -115,7 +135,7 @@ export async function startProxyTunnel(opts: {
   };
   const ready = async () => {
     try {
-      await waitFor(async () => port !== undefined && (opts.readiness ?? httpAnswers)(`http://127.0.0.1:${port}`), {
+      await waitFor(async () => port !== undefined && (opts.readiness ?? httpAnswers)(url(), via), {
         what: `the overlay proxy for ${opts.service} to answer`,
         timeoutMs: opts.readyTimeoutMs ?? 30_000,
         intervalMs: 100,
@@ -130,7 +150,7 @@ export async function startProxyTunnel(opts: {
     return {
       name: "ralph-ziti-dial",
       command: dialer,
-      args: ["-identity", opts.identityFile, "-service", opts.service, "-listen", `127.0.0.1:${port ?? 0}`, ...(opts.terminator ? ["-terminator", opts.terminator] : [])],
+      args: ["-identity", opts.identityFile, "-service", opts.service, "-listen", opts.socketPath ? `unix:${opts.socketPath}` : `127.0.0.1:${port ?? 0}`, ...(opts.terminator ? ["-terminator", opts.terminator] : [])],
       logFile: opts.logFile,
       onLine,
     };
@@ -142,5 +162,5 @@ export async function startProxyTunnel(opts: {
     await tunnel.stop();
     throw err;
   }
-  return { ...tunnel, port: port!, url: `http://127.0.0.1:${port}` };
+  return { ...tunnel, url: url(), fetch: via, lastError: () => lastError };
 }

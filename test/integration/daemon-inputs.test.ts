@@ -10,10 +10,12 @@ import { basename, dirname, join } from "node:path";
 import fc from "fast-check";
 import { localManagementClient } from "../../src/ziti/network.js";
 import { ControlClient } from "../../src/client/connection.js";
+import { expectOk } from "../../src/client/api.js";
+import { sseMessages } from "../../src/util/sse.js";
+import { agentStatus, raw } from "../support/control.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { findProcesses } from "../../src/process/proc-scan.js";
 import { waitFor } from "../../src/util/wait.js";
-import { ExitCode } from "../../src/cli/exit-codes.js";
 import { startTestNetwork } from "../support/ziti-network.js";
 import { cli, makeProject, ralph, ralphdScript, offerScriptedModel, startRalphd, stopRalphd } from "../support/daemon-harness.js";
 import { gitEnv } from "../support/loop-fixtures.js";
@@ -73,20 +75,11 @@ interface Follower {
 /** Opens GET /events and collects its SSE messages in the background until closed. */
 async function follow(query: string, headers: Record<string, string> = {}): Promise<Follower> {
   const ctrl = new AbortController();
-  const res = await fetch(`${client.url}/events${query}`, { headers, signal: ctrl.signal });
+  const res = await client.fetch(`http://ralph-control/events${query}`, { headers, signal: ctrl.signal });
   const messages: Follower["messages"] = [];
   if (res.ok) {
     void (async () => {
-      let buf = "";
-      for await (const chunk of res.body!) {
-        buf += Buffer.from(chunk).toString("utf8");
-        for (let sep = buf.indexOf("\n\n"); sep >= 0; sep = buf.indexOf("\n\n")) {
-          const lines = buf.slice(0, sep).split("\n");
-          buf = buf.slice(sep + 2);
-          const field = (name: string) => lines.find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2) ?? "";
-          if (field("data")) messages.push({ event: field("event"), data: field("data") });
-        }
-      }
+      for await (const m of sseMessages(res.body!)) if (m.data) messages.push({ event: m.event ?? "", data: m.data });
     })().catch(() => undefined);
   } else {
     messages.push({ event: "error", data: await res.text() });
@@ -108,7 +101,8 @@ async function replay(query: string, headers: Record<string, string> = {}): Prom
   }
 }
 
-const health = () => client.call<{ followers: { active: number; max: number } }>("GET", "/health");
+const health = () => expectOk(client.remoteName, client.api.health.$get());
+const loopList = async () => (await expectOk(client.remoteName, client.api.loops.$get())).loops;
 
 test("event-stream positions must be whole numbers up to the newest event; valid ones replay from there", async () => {
   const newest = (await replay("?after=0")).caughtUpAt;
@@ -188,22 +182,24 @@ test("a wrong method on a known path gets 405 with Allow; unknown paths stay 404
     ["DELETE", `/loops/${doneLoop}/say`, "POST"],
   ];
   for (const [method, path, allow] of cases) {
-    const res = await fetch(client.url + path, { method });
+    const res = await client.fetch(`http://ralph-control${path}`, { method });
     assert.equal(res.status, 405, `${method} ${path}`);
     assert.equal(res.headers.get("allow"), allow, `${method} ${path}`);
     assert.deepEqual(await res.json(), { error: { code: "method_not_allowed", message: `${method} is not allowed on ${path}: it takes ${allow}` } });
   }
   for (const method of ["GET", "DELETE"]) {
-    const res = await fetch(`${client.url}/nowhere`, { method });
+    const res = await client.fetch("http://ralph-control/nowhere", { method });
     assert.equal(res.status, 404);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, "not_found");
   }
-  await assert.rejects(client.call("GET", `/loops/${doneLoop}/stop`), (e: Error & { exitCode?: number }) => /GET is not allowed/.test(e.message) && e.exitCode === ExitCode.InvalidInput);
-  const { loops } = await client.call<{ loops: { id: string; status: string }[] }>("GET", "/loops");
+  const wrong = await raw(client, "GET", `/loops/${doneLoop}/stop`);
+  assert.equal(wrong.status, 405);
+  assert.match(wrong.json.error.message, /GET is not allowed/);
+  const loops = await loopList();
   assert.ok(loops.every((l) => l.status === "completed"), "no refused request changed a loop");
 });
 
-test("output to a closed pipe ends quietly with status 0 and stops the command's dialer", async () => {
+test("output to a closed pipe ends quietly with status 0, and the commands leave no dialer of their own", async () => {
   const sh = (script: string) =>
     new Promise<{ code: number; stderr: string }>((resolve) =>
       execFile("bash", ["-c", `set -o pipefail; ${script}`], { env: { ...process.env, RALPH_HOME: home } }, (err, _stdout, stderr) =>
@@ -223,14 +219,16 @@ test("output to a closed pipe ends quietly with status 0 and stops the command's
     const r = await sh(script);
     assert.deepEqual(r, { code: 0, stderr: "" }, script);
   }
+  const agent = await agentStatus(home);
+  assert.ok(agent.running);
   const dialers = () =>
-    findProcesses((argv) => basename(argv[0] ?? "").startsWith("ralph-ziti-dial") && argv.includes(network.net.clientIdentityFile)).filter((pid) => pid !== client.proxyPid());
-  await waitFor(() => dialers().length === 0, { what: "no dialer left by the commands", timeoutMs: 10_000 });
+    findProcesses((argv) => basename(argv[0] ?? "").startsWith("ralph-ziti-dial") && argv.includes(network.net.clientIdentityFile)).filter((pid) => !agent.dialers.some((d) => d.pid === pid));
+  await waitFor(() => dialers().length === 0, { what: "no dialer left by the commands but the agent's", timeoutMs: 10_000 });
 });
 
 /** What a refused request must leave as it was: loops, the workspace's mirrors and worktrees, the network's services, a decoy outside. */
 async function snapshot(decoy: string): Promise<string> {
-  const loops = (await client.call<{ loops: { id: string; status: string }[] }>("GET", "/loops")).loops.map((l) => `${l.id}:${l.status}`);
+  const loops = (await loopList()).map((l) => `${l.id}:${l.status}`);
   const workspace = join(home, "daemon", "workspace");
   const tree = readdirSync(workspace, { recursive: true, encoding: "utf8" }).filter((p) => p.split("/").length <= 2).sort();
   const mgmt = await localManagementClient();
@@ -271,7 +269,7 @@ test("generated hostile requests each get a 4xx with a clear message and change 
     fc.constantFrom<unknown>(null, [], "x", 42, {}),
   );
   const send = async (method: string, path: string, body?: string) => {
-    const res = await fetch(client.url + path, { method, headers: body === undefined ? {} : { "content-type": "application/json" }, body });
+    const res = await client.fetch(`http://ralph-control${path}`, { method, headers: body === undefined ? {} : { "content-type": "application/json" }, body });
     const text = await res.text();
     return { status: res.status, text };
   };

@@ -10,12 +10,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { ControlClient } from "../../src/client/connection.js";
-import { streamEvents, isTerminal, type DaemonEvent } from "../../src/client/events.js";
+import { expectOk } from "../../src/client/api.js";
+import { streamEvents, isTerminal } from "../../src/client/events.js";
+import type { StreamEvent } from "../../src/contract/events.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { pidAlive, signalGroup } from "../../src/process/supervisor.js";
 import { findProcesses } from "../../src/process/proc-scan.js";
 import { SCRIPTED_MODEL_ID } from "../../src/model/opencode-config.js";
-import type { Catalog } from "../../src/daemon/catalog.js";
+import { CatalogSchema, HealthSchema, LoopListSchema } from "../../src/contract/schemas.js";
 import { controlServiceName, loopsServiceName } from "../../src/ziti/roles.js";
 import { enrollIdentity } from "../../src/ziti/enroll.js";
 import { localManagementClient } from "../../src/ziti/network.js";
@@ -25,6 +27,7 @@ import { startTestNetwork } from "../support/ziti-network.js";
 import { cli, makeProject, ralph, ralphdScript, offerScriptedModel, startRalphd, stopRalphd } from "../support/daemon-harness.js";
 import { gitEnv } from "../support/loop-fixtures.js";
 import { bindsInStrace, isLoopbackAddress, isLoopbackBind, listenersOfTree } from "../support/sockets.js";
+import { agentStatus, raw } from "../support/control.js";
 
 let network: Awaited<ReturnType<typeof startTestNetwork>>;
 let model: ScriptedModel;
@@ -122,11 +125,14 @@ test("two loops started remotely on two branches run concurrently and complete; 
   }
 });
 
-test("following a loop's events survives a killed proxy without missing one", async () => {
+test("following a loop's events survives a killed dialer without missing one", async () => {
   model.setScript({ kind: "ralph-agent" });
   const id = await startLoop("ralph/three");
   const client = await ControlClient.open();
-  const seen: DaemonEvent[] = [];
+  const status = await agentStatus(home);
+  assert.ok(status.running && status.dialers.length === 1, `the client agent keeps the control dialer: ${JSON.stringify(status)}`);
+  const dialer = status.dialers[0]!.pid;
+  const seen: StreamEvent[] = [];
   let killed = false;
   try {
     await streamEvents(client, {
@@ -137,11 +143,11 @@ test("following a loop's events survives a killed proxy without missing one", as
         seen.push(e);
         if (!killed && e.type === "iteration.started") {
           killed = true;
-          signalGroup(client.proxyPid(), "SIGKILL");
+          signalGroup(dialer, "SIGKILL");
         }
       },
     });
-    const all: DaemonEvent[] = [];
+    const all: StreamEvent[] = [];
     await streamEvents(client, { loopId: id, follow: false, onEvent: (e) => all.push(e) });
     assert.ok(killed);
     assert.deepEqual(seen.map((e) => e.seq), all.map((e) => e.seq), "every event exactly once, in order");
@@ -165,7 +171,7 @@ test("ralph stop stops a loop and frees its slot", async () => {
   assert.equal(JSON.parse(stopped.stdout).status, "stopped");
   const client = await ControlClient.open();
   try {
-    const health = await client.call<{ loops: { active: number } }>("GET", "/health");
+    const health = HealthSchema.parse(await expectOk(client.remoteName, client.api.health.$get()));
     assert.equal(health.loops.active, 0);
   } finally {
     await client.close();
@@ -173,19 +179,44 @@ test("ralph stop stops a loop and frees its slot", async () => {
   model.setScript({ kind: "ralph-agent" });
 });
 
-test("a client command binds nothing beyond loopback at any moment, its Ziti login included (every bind() of its process tree)", async () => {
-  const trace = join(home, "ls.strace");
-  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    const c = spawn("strace", ["-f", "-qq", "-e", "trace=bind", "-o", trace, process.execPath, cli, "ls", "--json"], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    c.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-    c.on("error", (err) => resolve({ code: -1, stderr: `cannot run strace (install it, e.g. 'apt-get install strace'): ${err.message}` }));
-    c.on("exit", (code) => resolve({ code, stderr }));
-  });
-  assert.equal(r.code, 0, r.stderr);
-  const binds = bindsInStrace(readFileSync(trace, "utf8"));
-  assert.ok(binds.some((b) => b.family === "AF_INET" && b.address === "127.0.0.1"), "the audit saw the dialer's own listener");
-  assert.deepEqual(binds.filter((b) => !isLoopbackBind(b)), [], "no bind beyond loopback");
+/** A command under `strace -f -e trace=bind`, its exit code once it and everything it started have exited. */
+function straced(trace: string, args: string[], env: NodeJS.ProcessEnv = {}): { done: Promise<{ code: number | null; stderr: string }> } {
+  const c = spawn("strace", ["-f", "-qq", "-e", "trace=bind", "-o", trace, process.execPath, cli, ...args], { env: { ...process.env, RALPH_HOME: home, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  c.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  return {
+    done: new Promise((resolve) => {
+      c.on("error", (err) => resolve({ code: -1, stderr: `cannot run strace (install it, e.g. 'apt-get install strace'): ${err.message}` }));
+      c.on("exit", (code) => resolve({ code, stderr }));
+    }),
+  };
+}
+
+test("a client command binds nothing beyond loopback at any moment, its Ziti login included (every bind() of the command, of the client agent and of their dialers)", async () => {
+  // The agent in the foreground under its own trace, so that `ls` uses it and exits.
+  assert.equal((await ralph(home, ["agent", "stop"])).code, 0);
+  const agentTrace = join(home, "agent.strace");
+  const agent = straced(agentTrace, ["agent", "run"]);
+  const socket = join(home, "client", "agent", "agent.sock");
+  await waitFor(() => existsSync(socket), { what: "the client agent's socket", timeoutMs: 30_000 });
+  const lsTrace = join(home, "ls.strace");
+  const ls = await straced(lsTrace, ["ls", "--json"]).done;
+  assert.equal(ls.code, 0, ls.stderr);
+  const running = await agentStatus(home);
+  assert.ok(running.running && running.dialers.length === 1, JSON.stringify(running));
+  const dialerSocket = running.dialers[0]!.socket;
+  for (const s of [socket, dialerSocket]) assert.equal(statSync(s).mode & 0o777, 0o600, `${s} is the user's only`);
+  assert.equal(statSync(join(home, "client", "agent")).mode & 0o777, 0o700);
+  assert.equal((await ralph(home, ["agent", "stop"])).code, 0);
+  const stopped = await agent.done;
+  assert.equal(stopped.code, 0, stopped.stderr);
+  assert.ok(!existsSync(socket) && !existsSync(dialerSocket), "the agent removed its sockets");
+  const lsBinds = bindsInStrace(readFileSync(lsTrace, "utf8"));
+  const agentBinds = bindsInStrace(readFileSync(agentTrace, "utf8"));
+  assert.deepEqual(lsBinds, [], "the command itself binds nothing: it uses the agent");
+  assert.ok(agentBinds.some((b) => b.family === "AF_UNIX" && b.address === dialerSocket), "the audit saw the dialer's own listener");
+  assert.deepEqual(agentBinds.filter((b) => !isLoopbackBind(b)), [], "no bind beyond loopback");
+  assert.deepEqual(agentBinds.filter((b) => b.family !== "AF_UNIX"), [], "no TCP listener at all: the agent and its dialers use Unix sockets only");
 });
 
 test("the daemon reports its health and the models and agents its loops can use", async () => {
@@ -198,7 +229,7 @@ test("the daemon reports its health and the models and agents its loops can use"
   assert.match(h.versions.opencode, /^\d+\.\d+\.\d+/);
   const models = await ralph(home, ["models", "--json"]);
   assert.equal(models.code, 0, models.stderr);
-  const catalog = JSON.parse(models.stdout) as Catalog;
+  const catalog = CatalogSchema.parse(JSON.parse(models.stdout));
   assert.ok(catalog.models.some((m) => m.id === SCRIPTED_MODEL_ID), "the daemon's opencode config adds its provider");
   assert.ok(catalog.agents.some((a) => a.name === "build" && a.mode === "primary"));
   assert.ok(!models.stdout.includes("not-needed"), "provider keys and options stay on the daemon");
@@ -234,7 +265,7 @@ test("ralph attach --print-url right after ralph start waits for the loop's open
   model.setScript({ kind: "ralph-agent" });
 });
 
-test("Ctrl-C on ralph logs --follow exits as stopped and leaves no tunneler behind", async () => {
+test("Ctrl-C on ralph logs --follow exits as stopped and leaves no dialer of its own behind", async () => {
   model.setScript({ kind: "hang" });
   const id = await startLoop("ralph/nine");
   const child = spawn(process.execPath, [cli, "logs", id, "--follow"], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
@@ -242,22 +273,46 @@ test("Ctrl-C on ralph logs --follow exits as stopped and leaves no tunneler behi
   await new Promise((r) => createInterface({ input: child.stdout! }).once("line", r));
   child.kill("SIGINT");
   assert.equal(await exited, ExitCode.Stopped);
-  assert.deepEqual(dialersOf("ralph-control-local"), []);
+  const agent = await agentStatus(home);
+  assert.ok(agent.running, "the client agent keeps running for the next command");
+  assert.deepEqual(dialersOf("ralph-control-local"), agent.dialers.map((d) => d.pid), "the only control dialer is the agent's: the command left none of its own");
   assert.equal((await ralph(home, ["stop", id])).code, 0);
   model.setScript({ kind: "ralph-agent" });
 });
 
-test("a ralph logs --follow killed outright leaves no dialer behind: the dialer notices its parent's death", async () => {
+/** The daemon's event followers now. */
+async function followers(): Promise<number> {
+  const client = await ControlClient.open();
+  try {
+    return (await expectOk(client.remoteName, client.api.health.$get())).followers.active;
+  } finally {
+    await client.close();
+  }
+}
+
+test("a ralph logs --follow killed outright frees its follower on the daemon; without the agent, its own dialer notices its death and exits", async () => {
   model.setScript({ kind: "hang" });
   const id = await startLoop("ralph/eleven");
-  const child = spawn(process.execPath, [cli, "logs", id, "--follow"], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
-  const exited = new Promise((r) => child.on("exit", r));
-  await new Promise((r) => createInterface({ input: child.stdout! }).once("line", r));
-  const dialers = dialersOf("ralph-control-local");
-  assert.equal(dialers.length, 1, "the follower's dialer runs");
-  child.kill("SIGKILL");
-  await exited;
-  await waitFor(() => !pidAlive(dialers[0]!), { what: "the orphaned dialer to exit", timeoutMs: 10_000 });
+  const before = await followers();
+  const follow = (env: NodeJS.ProcessEnv = {}) => {
+    const child = spawn(process.execPath, [cli, "logs", id, "--follow"], { env: { ...process.env, RALPH_HOME: home, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    return { child, exited: new Promise((r) => child.on("exit", r)), firstLine: new Promise((r) => createInterface({ input: child.stdout! }).once("line", r)) };
+  };
+  const viaAgent = follow();
+  await viaAgent.firstLine;
+  assert.equal(await followers(), before + 1, "it follows the loop's events");
+  viaAgent.child.kill("SIGKILL");
+  await viaAgent.exited;
+  await waitFor(async () => (await followers()) === before, { what: "the daemon to drop the killed command's follower", timeoutMs: 10_000 });
+
+  const agentDialers = dialersOf("ralph-control-local");
+  const direct = follow({ RALPH_AGENT: "off" });
+  await direct.firstLine;
+  const own = dialersOf("ralph-control-local").filter((p) => !agentDialers.includes(p));
+  assert.equal(own.length, 1, "with RALPH_AGENT=off the follower runs a dialer of its own");
+  direct.child.kill("SIGKILL");
+  await direct.exited;
+  await waitFor(() => !pidAlive(own[0]!), { what: "the orphaned dialer to exit", timeoutMs: 10_000 });
   assert.equal((await ralph(home, ["stop", id])).code, 0);
   model.setScript({ kind: "ralph-agent" });
 });
@@ -378,9 +433,13 @@ test("a second ralphd for the same home is refused", async () => {
 test("refused requests get a clear error and change nothing", async () => {
   const client = await ControlClient.open();
   try {
-    const before = (await client.call<{ loops: unknown[] }>("GET", "/loops")).loops.length;
+    const loops = async () => LoopListSchema.parse(await expectOk(client.remoteName, client.api.loops.$get())).loops.length;
+    const before = await loops();
     const refused = async (body: unknown, pattern: RegExp) => {
-      await assert.rejects(client.call("POST", "/loops", body), (e: Error & { exitCode?: number }) => pattern.test(e.message) && e.exitCode === ExitCode.InvalidInput);
+      const r = await raw(client, "POST", "/loops", JSON.stringify(body));
+      assert.equal(r.status, 400, JSON.stringify(r.json));
+      assert.equal(r.json.error.code, "invalid_request");
+      assert.match(r.json.error.message, pattern);
     };
     const ok = { origin: `file://${project.origin}`, branch: "ralph/one", taskDir: "task" };
     await refused({ ...ok, origin: "--upload-pack=touch /tmp/pwned" }, /origin must not start with '-'/);
@@ -397,12 +456,11 @@ test("refused requests get a clear error and change nothing", async () => {
     await refused({ ...ok, branch: "ralph/never-pushed" }, /branch "ralph\/never-pushed" does not exist on/);
     await refused({ ...ok, taskDir: "no/such/task" }, /branch "ralph\/one" of file:\/\/.* has no no\/such\/task\/prd\.json: commit and push it first/);
     await refused({ ...ok, taskDir: "x".repeat(70 * 1024) }, /over 65536 bytes/);
-    const res = await fetch(`${client.url}/loops`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
+    const res = await raw(client, "POST", "/loops", "{not json");
     assert.equal(res.status, 400);
-    assert.match(((await res.json()) as { error: { message: string } }).error.message, /not valid JSON/);
-    await assert.rejects(client.call("GET", "/loops/nope"), (e: Error & { exitCode?: number }) => /no loop "nope"/.test(e.message) && e.exitCode === ExitCode.NotFound);
-    const { loops } = await client.call<{ loops: unknown[] }>("GET", "/loops");
-    assert.equal(loops.length, before, "no refused request created a loop");
+    assert.match(res.json.error.message, /not valid JSON/);
+    await assert.rejects(expectOk(client.remoteName, client.api.loops[":id"].$get({ param: { id: "nope" } })), (e: Error & { code?: string }) => /no loop "nope"/.test(e.message) && e.code === "not_found");
+    assert.equal(await loops(), before, "no refused request created a loop");
   } finally {
     await client.close();
   }
@@ -463,8 +521,8 @@ test("an identity without a Dial policy cannot reach the control service", async
 });
 
 /** Every event of one loop that the daemon has so far. */
-async function eventsOf(id: string): Promise<DaemonEvent[]> {
-  const events: DaemonEvent[] = [];
+async function eventsOf(id: string): Promise<StreamEvent[]> {
+  const events: StreamEvent[] = [];
   const client = await ControlClient.open();
   try {
     await streamEvents(client, { loopId: id, follow: false, onEvent: (e) => events.push(e) });

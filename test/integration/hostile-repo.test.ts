@@ -8,7 +8,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ControlClient } from "../../src/client/connection.js";
-import { streamEvents, type DaemonEvent } from "../../src/client/events.js";
+import { expectOk } from "../../src/client/api.js";
+import { streamEvents } from "../../src/client/events.js";
+import type { StreamEvent } from "../../src/contract/events.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { scriptedModelConfig } from "../../src/model/opencode-config.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
@@ -142,14 +144,14 @@ async function startLoop(client: ControlClient, link?: HostileLink): Promise<str
   git(project.repo, "switch", "-q", branch);
   const taskDir = link ? plantHostileLink(project.repo, link, decoys) : "task";
   git(project.repo, "push", "-q", "origin", branch);
-  const { loop } = await client.call<{ loop: { id: string } }>("POST", "/loops", { origin: `file://${project.origin}`, branch, taskDir, maxIterations: 2 });
+  const { loop } = await expectOk(client.remoteName, client.api.loops.$post({ json: { origin: `file://${project.origin}`, branch, taskDir, maxIterations: 2 } }));
   return loop.id;
 }
 
-async function endedLoop(client: ControlClient, id: string): Promise<{ status: string; reason?: string }> {
+async function endedLoop(client: ControlClient, id: string): Promise<{ status: string; reason: string | null }> {
   return waitFor(
     async () => {
-      const { loop } = await client.call<{ loop: { status: string; reason?: string } }>("GET", `/loops/${id}`);
+      const { loop } = await expectOk(client.remoteName, client.api.loops[":id"].$get({ param: { id } }));
       return loop.status !== "starting" && loop.status !== "running" && loop;
     },
     { what: `loop ${id} to end`, timeoutMs: 180_000, intervalMs: 300 },
@@ -159,11 +161,11 @@ async function endedLoop(client: ControlClient, id: string): Promise<{ status: s
 /** Nothing the daemon shows or keeps holds the secret: API, events, CLI output, its log, state DB, workspace, opencode's logs. */
 async function assertDaemonLeaksNothing(client: ControlClient, id: string): Promise<void> {
   const d = daemon!;
-  const events: DaemonEvent[] = [];
+  const events: StreamEvent[] = [];
   await streamEvents(client, { loopId: id, follow: false, onEvent: (e) => events.push(e) });
   assert.ok(events.length > 0);
   assertNoLeak("the loop's events", JSON.stringify(events));
-  assertNoLeak("GET /loops", JSON.stringify(await client.call("GET", "/loops")));
+  assertNoLeak("GET /loops", JSON.stringify(await expectOk(client.remoteName, client.api.loops.$get())));
   const home = d.network.home;
   for (const args of [["status", id], ["status", id, "--json"], ["ls"], ["ls", "--json"], ["logs", id], ["logs", id, "--json"]]) {
     const r = await ralph(home, args);
@@ -179,9 +181,9 @@ test("ralphd refuses a task dir that is a symbolic link before any loop exists: 
   await startDaemon();
   const client = await ControlClient.open();
   try {
-    const count = (await client.call<{ loops: unknown[] }>("GET", "/loops")).loops.length;
-    await assert.rejects(startLoop(client, "task dir"), (e: Error & { exitCode?: number }) => /has no tasks\/evil\/prd\.json: commit and push it first/.test(e.message) && e.exitCode === ExitCode.InvalidInput);
-    assert.equal((await client.call<{ loops: unknown[] }>("GET", "/loops")).loops.length, count, "no loop was created");
+    const count = (await expectOk(client.remoteName, client.api.loops.$get())).loops.length;
+    await assert.rejects(startLoop(client, "task dir"), (e: Error & { code?: string }) => /has no tasks\/evil\/prd\.json: commit and push it first/.test(e.message) && e.code === "invalid_request");
+    assert.equal((await expectOk(client.remoteName, client.api.loops.$get())).loops.length, count, "no loop was created");
   } finally {
     await client.close();
   }

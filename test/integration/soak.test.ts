@@ -10,6 +10,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { ControlClient } from "../../src/client/connection.js";
+import { expectOk } from "../../src/client/api.js";
 import { waitFor } from "../../src/util/wait.js";
 import { findProcesses } from "../../src/process/proc-scan.js";
 import { pidAlive } from "../../src/process/supervisor.js";
@@ -69,7 +70,7 @@ const registrations = () =>
     return { control: await of(controlServiceName("local")), loops: await of(loopsServiceName("local")) };
   });
 
-const runningRows = async () => (await client.call<{ loops: { status: string }[] }>("GET", "/loops")).loops.filter((l) => ["starting", "running"].includes(l.status)).length;
+const runningRows = async () => (await expectOk(client.remoteName, client.api.loops.$get())).loops.filter((l) => ["starting", "running"].includes(l.status)).length;
 
 /** A loop whose iteration stalls; the network goes down while it runs and comes back once it has ended. */
 async function loopEndingWhileControllerDown(): Promise<string> {

@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { LoopSummary } from "../../src/daemon/rpc.js";
+import type { LoopSummary } from "../../src/contract/schemas.js";
 import { SCRIPTED_QUESTION, startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { NO_HUMAN } from "../../src/opencode/session.js";
 import { waitFor } from "../../src/util/wait.js";

@@ -187,7 +187,7 @@ test("a stream that ends by closing reaches the dialer whole, with its end", asy
     extraTunnels.push(p);
     const received = await new Promise<string>((resolve, reject) => {
       let data = "";
-      const socket = connect(p.port, "127.0.0.1");
+      const socket = connect(Number(new URL(p.url).port), "127.0.0.1");
       socket.setTimeout(20_000, () => reject(new Error(`no end after ${data.length} bytes`)));
       socket.on("data", (d: Buffer) => (data += d.toString()));
       socket.on("end", () => resolve(data));
@@ -242,7 +242,7 @@ test("the host keeps serving while clients abort many streams", async () => {
 
 test("nothing of the network, the tunnelers, opencode or the client proxy listens beyond 127.0.0.1", () => {
   const listeners = listenersOfTree(process.pid);
-  assert.ok(listeners.some((l) => l.port === proxy.port), "the client proxy is among them");
+  assert.ok(listeners.some((l) => l.port === Number(new URL(proxy.url).port)), "the client proxy is among them");
   assert.ok(listeners.some((l) => l.port === opencode.port), "and opencode");
   assert.ok(listeners.some((l) => l.command.includes("quickstart")), "and the controller and router");
   assert.deepEqual(listeners.filter((l) => !isLoopbackAddress(l.address)), []);

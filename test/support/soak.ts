@@ -3,9 +3,8 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import type { Health } from "../../src/daemon/api.js";
-import type { PruneResult } from "../../src/daemon/retention.js";
-import type { LoopSummary } from "../../src/daemon/rpc.js";
+import { expectOk } from "../../src/client/api.js";
+import type { Health, PruneResult } from "../../src/contract/schemas.js";
 import type { ControlClient } from "../../src/client/connection.js";
 import { startRemoteLoop } from "../../src/client/start.js";
 import type { ScriptedModel } from "../../src/model/scripted-model.js";
@@ -39,7 +38,7 @@ export class SoakDriver {
     return r.stdout;
   }
 
-  status = async (id: string): Promise<string> => (await this.client.call<{ loop: LoopSummary }>("GET", `/loops/${id}`)).loop.status;
+  status = async (id: string): Promise<string> => (await expectOk(this.client.remoteName, this.client.api.loops[":id"].$get({ param: { id } }))).loop.status;
 
   async start(branch: string, opts: { maxIterations?: number; stallTimeoutSeconds?: number } = {}): Promise<string> {
     execFileSync("git", ["switch", "-q", branch], { cwd: this.project.repo });
@@ -68,7 +67,7 @@ export class SoakDriver {
     const before = this.model.requestCount();
     const id = await this.start("ralph/stop");
     await waitFor(() => this.model.requestCount() > before, { what: `loop ${id}'s first model request`, timeoutMs: 60_000 });
-    await this.client.call("POST", `/loops/${id}/stop`);
+    await expectOk(this.client.remoteName, this.client.api.loops[":id"].stop.$post({ param: { id } }));
     return id;
   }
 
@@ -78,7 +77,7 @@ export class SoakDriver {
   async disk(since: string): Promise<NonNullable<Health["disk"]>> {
     return waitFor(
       async () => {
-        const d = (await this.client.call<Health>("GET", "/health")).disk;
+        const d = (await expectOk(this.client.remoteName, this.client.api.health.$get())).disk;
         return d && d.measuredAt > since ? d : undefined;
       },
       { what: "a disk measurement after pruning", timeoutMs: 30_000, intervalMs: 200 },

@@ -77,23 +77,28 @@ export function listenersOfTree(root: number): Listener[] {
 
 export interface Bind {
   pid: number;
-  family: "AF_INET" | "AF_INET6";
+  family: "AF_INET" | "AF_INET6" | "AF_UNIX";
+  /** An IP address, or a Unix socket's path. */
   address: string;
   port: number;
 }
 
 /**
- * Every inet bind() in an `strace -f -e trace=bind` log, successful or not:
+ * Every inet and Unix-socket bind() in an `strace -f -e trace=bind` log, successful or not:
  * unlike polling for listeners, it cannot miss a socket that lives briefly.
  */
 export function bindsInStrace(log: string): Bind[] {
   const binds: Bind[] = [];
   for (const line of log.split("\n")) {
     const m = /^(\d+)\s+bind\(\d+, \{sa_family=(AF_INET6?), (?:sin6?_port=htons\((\d+)\))?.*?(?:inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"|(in6addr_any)|(in6addr_loopback))/.exec(line);
+    const unix = /^(\d+)\s+bind\(\d+, \{sa_family=AF_UNIX, sun_path="([^"]*)"/.exec(line);
+    if (unix) binds.push({ pid: Number(unix[1]), family: "AF_UNIX", port: 0, address: unix[2]! });
     if (!m) continue;
     binds.push({ pid: Number(m[1]), family: m[2] as Bind["family"], port: Number(m[3] ?? 0), address: m[4] ?? m[5] ?? (m[6] ? "::" : "::1") });
   }
   return binds;
 }
 
-export const isLoopbackBind = (b: Bind): boolean => (b.family === "AF_INET" ? b.address.startsWith("127.") : b.address === "::1" || /^::ffff:127\./.test(b.address));
+/** A Unix socket is no network listener: it counts as loopback. */
+export const isLoopbackBind = (b: Bind): boolean =>
+  b.family === "AF_UNIX" || (b.family === "AF_INET" ? b.address.startsWith("127.") : b.address === "::1" || /^::ffff:127\./.test(b.address));

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadDaemonConfig } from "../../src/daemon/config.js";
 import { opencodeSettings, readEnvFile } from "../../src/daemon/opencode-settings.js";
-import { RpcError } from "../../src/daemon/rpc.js";
+import { ApiError } from "../../src/contract/errors.js";
 import { resolveTaskDirIn, validateBranch, validateTaskDir } from "../../src/daemon/workspace.js";
 import { checkOrigin } from "../../src/daemon/origins.js";
 
@@ -58,7 +58,7 @@ test("origins that could run commands or read as options are refused", () => {
   const open = { forbiddenDirs: [] };
   for (const ok of ["file:///srv/repo.git", "https://example.com/r.git", "ssh://git@example.com/r.git", "git@example.com:team/r.git"]) checkOrigin(ok, open);
   for (const bad of ["ext::sh -c touch% /tmp/x", "--upload-pack=x", "fd::3", "/plain/path", "git@host:-oProxyCommand=x"]) {
-    assert.throws(() => checkOrigin(bad, open), (e: unknown) => e instanceof RpcError && e.code === "invalid_request" && /not an allowed git URL/.test(e.message), bad);
+    assert.throws(() => checkOrigin(bad, open), (e: unknown) => e instanceof ApiError && e.code === "invalid_request" && /not an allowed git URL/.test(e.message), bad);
   }
 });
 
@@ -106,7 +106,7 @@ test("branch names are checked as plain names, never expanded by a repository ar
   try {
     for (const ok of ["main", "ralph/feature-1", "a.b"]) await validateBranch(ok);
     for (const bad of ["@{-1}", "@{upstream}", "@{u}", "main@{1}", "@{push}", "-", "-f", "HEAD", "a..b", "x.lock", "", " main"]) {
-      await assert.rejects(validateBranch(bad), (e: unknown) => e instanceof RpcError && e.code === "invalid_request" && /not a valid git branch name/.test(e.message), JSON.stringify(bad));
+      await assert.rejects(validateBranch(bad), (e: unknown) => e instanceof ApiError && e.code === "invalid_request" && /not a valid git branch name/.test(e.message), JSON.stringify(bad));
     }
   } finally {
     process.chdir(cwd);
@@ -121,7 +121,7 @@ test("after checkout, a task dir or prd.json that leads out of the worktree is r
   writeFileSync(join(outside, "prd.json"), "root:x:0:0:DAEMON-TEST-SECRET");
   symlinkSync(outside, join(worktree, "linked"));
   const refused = (taskDir: string, name: string) =>
-    assert.throws(() => resolveTaskDirIn(worktree, taskDir), (e: unknown) => e instanceof RpcError && e.code === "invalid_request" && e.message.startsWith(`${name} leads outside the repository`) && !e.message.includes("SECRET"));
+    assert.throws(() => resolveTaskDirIn(worktree, taskDir), (e: unknown) => e instanceof ApiError && e.code === "invalid_request" && e.message.startsWith(`${name} leads outside the repository`) && !e.message.includes("SECRET"));
   refused("linked", "linked");
   assert.throws(() => resolveTaskDirIn(worktree, "task"), /no prd\.json at task on the branch/);
   symlinkSync(join(outside, "prd.json"), join(worktree, "task", "prd.json"));

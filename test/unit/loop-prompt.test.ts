@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildPrompt, loadTemplate, DEFAULT_TEMPLATE, PRD_MARKER } from "../../src/loop/prompt.js";
 import { parsePrd } from "../../src/prd/prd.js";
-import { exitCodeForStatus } from "../../src/cli/commands/run.js";
+import { exitCodeForStatus } from "../../src/cli/describe.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 
 const prd = (notes?: string) => parsePrd(JSON.stringify({ branchName: "ralph/b", notes, userStories: [{ id: "A", title: "A" }] }), "p");

@@ -1,14 +1,7 @@
 import type { Command } from "commander";
-import { withControlClient } from "../../client/connection.js";
-import type { Catalog } from "../../daemon/catalog.js";
-import type { Health } from "../../daemon/api.js";
-import { printJson, style } from "../output.js";
-import { remoteHelp, remoteOption } from "./loops.js";
+import { remoteHelp, remoteOption } from "../options.js";
 
-export const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 10 * 2 ** 20 ? 1 : 0)} MB`;
-
-const diskLine = (d: Health["disk"]) =>
-  d ? `disk: ${mb(d.totalBytes)} (worktrees ${mb(d.worktreesBytes)}, mirrors ${mb(d.mirrorsBytes)}, state ${mb(d.stateBytes)}; measured ${d.measuredAt})` : "disk: not measured yet";
+const actions = () => import("../actions/daemon-info.js");
 
 export function registerDaemonInfoCommands(program: Command): void {
   program
@@ -16,30 +9,29 @@ export function registerDaemonInfoCommands(program: Command): void {
     .description("A remote daemon's health: uptime, loops, load, memory, disk, versions")
     .option(remoteOption, remoteHelp)
     .option("--json", "print as JSON")
-    .action(async (o: { remote?: string; json?: boolean }) => {
-      const h = await withControlClient(o.remote, (c) => c.call<Health>("GET", "/health"));
-      if (o.json) return printJson(h);
-      process.stdout.write(
-        [
-          `${style.bold(h.name)} ${h.healthy ? style.green("healthy") : style.red("unhealthy")}, up ${h.uptimeSeconds}s`,
-          `loops: ${h.loops.active} active of ${h.loops.max}, ${h.loops.total} known`,
-          `load: ${h.load.map((l) => l.toFixed(2)).join(" ")}; memory: ${mb(h.memory.rssBytes)} rss`,
-          diskLine(h.disk),
-          `versions: ralph ${h.versions.ralph}, node ${h.versions.node}, ziti ${h.versions.ziti}, opencode ${h.versions.opencode}`,
-        ].join("\n") + "\n",
-      );
-    });
+    .action(async (o: { remote?: string; json?: boolean }) => (await actions()).health(o));
 
   program
     .command("models")
     .description("Models and agents loops can use on a remote daemon (from its opencode config and keys)")
     .option(remoteOption, remoteHelp)
     .option("--json", "print as JSON")
-    .action(async (o: { remote?: string; json?: boolean }) => {
-      const cat = await withControlClient(o.remote, (c) => c.call<Catalog>("GET", "/models"));
-      if (o.json) return printJson(cat);
-      const defaults = new Set(Object.entries(cat.defaults).map(([p, m]) => `${p}/${m}`));
-      for (const m of cat.models) process.stdout.write(`${m.id}${defaults.has(m.id) ? style.dim(" (default)") : ""}\n`);
-      process.stdout.write(`agents: ${cat.agents.filter((a) => a.mode !== "subagent").map((a) => a.name).join(", ")}\n`);
-    });
+    .action(async (o: { remote?: string; json?: boolean }) => (await actions()).models(o));
+
+  const agent = program
+    .command("agent")
+    .description("The client agent: it keeps a logged-in overlay connection to each recently used remote, so that commands answer at once; it starts on first use and exits when idle");
+  agent
+    .command("status")
+    .description("Whether the agent runs, and the dialers it keeps")
+    .option("--json", "print as JSON")
+    .action(async (o: { json?: boolean }) => (await actions()).agentStatus(o));
+  agent
+    .command("run")
+    .description("Run the agent in the foreground (commands start it in the background by themselves)")
+    .action(async () => (await actions()).agentRun());
+  agent
+    .command("stop")
+    .description("Stop the agent and its dialers now (the next command starts it again)")
+    .action(async () => (await actions()).agentStop());
 }

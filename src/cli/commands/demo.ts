@@ -1,10 +1,5 @@
 import type { Command } from "commander";
-import { runRemoteDemo } from "../../demo/remote-demo.js";
-import { LoopStatusSchema } from "../../loop/events.js";
-import { ExitCode } from "../exit-codes.js";
-import { printJson, style } from "../output.js";
-import { describeDaemonEvent } from "./loops.js";
-import { exitCodeForStatus, summary } from "./run.js";
+import type { DemoFlags } from "../actions/demo.js";
 
 export function registerDemoCommand(program: Command): void {
   program
@@ -16,45 +11,5 @@ export function registerDemoCommand(program: Command): void {
     .option("--keep-network", "leave the OpenZiti network running afterwards")
     .option("--keep-daemon", "leave ralphd running afterwards")
     .option("--json", "print the loop's events and the result as JSON lines")
-    .action(async (o: { model?: string; keepNetwork?: boolean; keepDaemon?: boolean; json?: boolean }) => {
-      const step = (s: string) => process.stderr.write(`${style.bold("==>")} ${s}\n`);
-      const stop = new AbortController();
-      let signals = 0;
-      const onSignal = () => {
-        // First: stop the remote loop and clean up. Second: leave now.
-        if (++signals > 1) process.exit(ExitCode.Stopped);
-        step("stopping the loop (again to leave at once)");
-        stop.abort();
-      };
-      process.on("SIGINT", onSignal);
-      process.on("SIGTERM", onSignal);
-      try {
-        const r = await runRemoteDemo({
-          model: o.model ?? (process.env.RALPH_MODEL || undefined),
-          keepNetwork: o.keepNetwork,
-          keepDaemon: o.keepDaemon,
-          step,
-          warn: (s) => step(style.yellow(s)),
-          onEvent: (e) => {
-            if (o.json) return printJson(e);
-            const line = describeDaemonEvent(e);
-            if (line) process.stdout.write(line + "\n");
-          },
-          signal: stop.signal,
-        });
-        const { loop } = r;
-        // A loop that ended before it ran (a failed checkout) is "failed" too.
-        const status = LoopStatusSchema.catch("failed").parse(loop.status);
-        if (o.json) printJson({ type: "demo.result", loop, origin: r.origin, pushed: r.pushed.split("\n").filter(Boolean) });
-        else {
-          const durationMs = Date.parse(loop.endedAt ?? loop.updatedAt) - Date.parse(loop.createdAt);
-          const result = { status, iterations: loop.iteration, passed: loop.passed, total: loop.total, durationMs, reason: loop.reason ?? undefined, usage: loop.usage };
-          process.stdout.write(`\n${summary(result)}\npushed to ${r.origin} on ${loop.branch}:\n${r.pushed || "(nothing)"}\n`);
-        }
-        process.exitCode = exitCodeForStatus(status);
-      } finally {
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-      }
-    });
+    .action(async (o: DemoFlags) => (await import("../actions/demo.js")).demo(o));
 }

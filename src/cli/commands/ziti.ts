@@ -2,11 +2,9 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { homeDir } from "../../config/paths.js";
-import { ensureDialerBinary, ensureHostBinary, ensureZitiBinary, ZITI_VERSION } from "../../ziti/binary.js";
-import { enrollIdentity } from "../../ziti/enroll.js";
-import { login, LoginRefused, logout } from "../../ziti/login.js";
-import { createMachineIdentity, DEFAULT_CTRL_PORT, DEFAULT_ROUTER_PORT, InvalidNetworkAddress, LOCAL_NAME, adminManagementClient, revokeMachineIdentity, zitiDown, zitiStatus, zitiUp } from "../../ziti/network.js";
-import { CliError, ExitCode } from "../exit-codes.js";
+import { DEFAULT_CTRL_PORT, DEFAULT_ROUTER_PORT, LOCAL_NAME, ZITI_VERSION } from "../../ziti/defaults.js";
+import { ExitCode } from "../exit-codes.js";
+import { InvalidInputError, NotFoundError } from "../../util/errors.js";
 import { printJson, style } from "../output.js";
 
 /** "30m", "3h", "2d" as milliseconds, at most 30 days. */
@@ -23,6 +21,10 @@ function parsePort(v: string): number {
   return n;
 }
 
+// Loaded when a command runs: --help must not pay for them.
+const binaries = () => import("../../ziti/binary.js");
+const network = () => import("../../ziti/network.js");
+
 const progress = (line: string) => process.stderr.write(`${style.dim("==>")} ${line}\n`);
 
 export function registerZitiCommands(program: Command): void {
@@ -32,6 +34,7 @@ export function registerZitiCommands(program: Command): void {
     .command("install")
     .description(`Build (once, cached) or locate ziti ${ZITI_VERSION} the client's dialer and the daemon's host; RALPH_ZITI_BIN, RALPH_ZITI_DIAL_BIN and RALPH_ZITI_HOST_BIN override`)
     .action(async () => {
+      const { ensureZitiBinary, ensureDialerBinary, ensureHostBinary } = await binaries();
       for (const ensure of [ensureZitiBinary, ensureDialerBinary, ensureHostBinary]) process.stdout.write(`${await ensure({ onProgress: progress })}\n`);
     });
 
@@ -48,14 +51,9 @@ export function registerZitiCommands(program: Command): void {
     .option("--recreate", "destroy the existing network (every identity, service and enrolment: every machine must join again) and create it anew with these settings")
     .option("--json", "print the result as JSON")
     .action(async (o: { json?: boolean; advertise?: string; ctrlPort?: number; routerPort?: number; listen?: string; recreate?: boolean }) => {
-      if (o.advertise !== undefined && !/^[A-Za-z0-9.-]+$/.test(o.advertise)) throw new CliError(`--advertise ${o.advertise}: give a DNS name or an IPv4 address`, ExitCode.InvalidInput);
-      let net;
-      try {
-        net = await zitiUp({ onProgress: progress, advertise: o.advertise, ctrlPort: o.ctrlPort, routerPort: o.routerPort, listen: o.listen, recreate: o.recreate });
-      } catch (err) {
-        if (err instanceof InvalidNetworkAddress) throw new CliError(err.message, ExitCode.InvalidInput);
-        throw err;
-      }
+      if (o.advertise !== undefined && !/^[A-Za-z0-9.-]+$/.test(o.advertise)) throw new InvalidInputError(`--advertise ${o.advertise}: give a DNS name or an IPv4 address`);
+      const { zitiUp } = await network();
+      const net = await zitiUp({ onProgress: progress, advertise: o.advertise, ctrlPort: o.ctrlPort, routerPort: o.routerPort, listen: o.listen, recreate: o.recreate });
       if (o.json) return printJson({ controller: net.controller.url, pid: net.pid, daemonConfig: net.daemonConfigFile, remote: "local" });
       process.stdout.write(`network up (pid ${net.pid}); daemon config ${net.daemonConfigFile}; client remote "local" registered\n`);
     });
@@ -64,6 +62,7 @@ export function registerZitiCommands(program: Command): void {
     .command("down")
     .description("Stop the local OpenZiti network (its state is kept)")
     .action(async () => {
+      const { zitiDown } = await network();
       process.stdout.write((await zitiDown()) ? "network stopped\n" : "network was not running\n");
     });
 
@@ -72,7 +71,7 @@ export function registerZitiCommands(program: Command): void {
     .description("The local network: its advertised address and ports, routers, every identity (role, enrolled or not, online) and services")
     .option("--json", "print as JSON")
     .action(async (o: { json?: boolean }) => {
-      const s = await zitiStatus();
+      const s = await (await network()).zitiStatus();
       if (o.json) printJson(s);
       else if (!s.configured) process.stdout.write("no local network: run 'ralph ziti up'\n");
       else {
@@ -106,20 +105,16 @@ export function registerZitiCommands(program: Command): void {
     .option("--key <file>", "admin private key")
     .option("--json", "print the result as JSON")
     .action(async (url: string, o: { ca: string; username?: string; passwordFile?: string; cert?: string; key?: string; json?: boolean }) => {
-      let r;
-      try {
-        r = await login({ url, caFile: o.ca, username: o.username, passwordFile: o.passwordFile, certFile: o.cert, keyFile: o.key });
-      } catch (err) {
-        if (err instanceof LoginRefused) throw new CliError(err.message, ExitCode.InvalidInput);
-        throw err;
-      }
+      const { login } = await import("../../ziti/login.js");
+      const r = await login({ url, caFile: o.ca, username: o.username, passwordFile: o.passwordFile, certFile: o.cert, keyFile: o.key });
       if (o.json) return printJson(r);
       process.stdout.write(`logged in to ${r.controller} (${r.identities} identities); 'ralph ziti identity create' and 'status' act on it now\n`);
     });
   ziti
     .command("logout")
     .description("Forget the controller of 'ralph ziti login' and its credentials on this machine")
-    .action(() => {
+    .action(async () => {
+      const { logout } = await import("../../ziti/login.js");
       process.stdout.write(logout() ? "logged out\n" : "was not logged in\n");
     });
 
@@ -136,9 +131,10 @@ export function registerZitiCommands(program: Command): void {
     .option("--expires <duration>", "how long the token may be used, e.g. 30m, 3h, 2d (at most 30d)", parseDuration, 3 * 3600_000)
     .option("--json", "print the result as JSON")
     .action(async (name: string, o: { role: "client" | "daemon"; out?: string; print?: boolean; expires: number; json?: boolean }) => {
-      if (o.print && o.out) throw new CliError("--print and --out exclude each other", ExitCode.InvalidInput);
+      if (o.print && o.out) throw new InvalidInputError("--print and --out exclude each other");
       const out = o.print ? undefined : resolve(o.out ?? join(homeDir("ziti", "tokens"), `${name}.jwt`));
-      if (out && existsSync(out)) throw new CliError(`${out} already exists: choose another --out, or remove it first`, ExitCode.InvalidInput);
+      if (out && existsSync(out)) throw new InvalidInputError(`${out} already exists: choose another --out, or remove it first`);
+      const { adminManagementClient, createMachineIdentity } = await network();
       const m = await adminManagementClient();
       let token: { jwt: string; expiresAt: string };
       try {
@@ -161,6 +157,7 @@ export function registerZitiCommands(program: Command): void {
     .requiredOption("--out <file>", "where to write the enrolled identity (mode 0600)")
     .action(async (o: { token: string; out: string }) => {
       const out = resolve(o.out);
+      const { enrollIdentity } = await import("../../ziti/enroll.js");
       await enrollIdentity(readFileSync(o.token === "-" ? 0 : o.token, "utf8"), out, o.token === "-" ? "standard input" : o.token);
       process.stdout.write(`${out}\n`);
     });
@@ -169,9 +166,10 @@ export function registerZitiCommands(program: Command): void {
     .description("Delete an identity: its holder loses access at once; a daemon's services and Bind policy go with it")
     .argument("<name>", "identity name")
     .action(async (name: string) => {
+      const { adminManagementClient, revokeMachineIdentity } = await network();
       const m = await adminManagementClient();
       try {
-        if (!(await revokeMachineIdentity(m, name))) throw new CliError(`no identity named "${name}" ('ralph ziti status' lists them)`, ExitCode.NotFound);
+        if (!(await revokeMachineIdentity(m, name))) throw new NotFoundError(`no identity named "${name}" ('ralph ziti status' lists them)`);
       } finally {
         await m.close();
       }

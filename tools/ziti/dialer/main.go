@@ -1,5 +1,6 @@
-// ralph-ziti-dial: a local TCP listener on 127.0.0.1 that dials one OpenZiti
-// service per accepted connection, with one client identity.
+// ralph-ziti-dial: a local listener, TCP on 127.0.0.1 or a Unix socket only
+// its user may use, that dials one OpenZiti service per accepted connection,
+// with one client identity.
 //
 // It replaces `ziti tunnel proxy` on the client side because that command
 // listens on every interface (0.0.0.0) with no option to change it, which
@@ -20,6 +21,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,14 +53,17 @@ func main() {
 	identity := flag.String("identity", "", "enrolled identity file (JSON)")
 	service := flag.String("service", "", "service to dial")
 	terminator := flag.String("terminator", "", "dial only this addressable terminator of the service (its instance id)")
-	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
+	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on, or unix:PATH for a socket only this user may use")
 	flag.Parse()
 	if *identity == "" || *service == "" {
 		flag.Usage()
 		os.Exit(64)
 	}
-	if host, _, err := net.SplitHostPort(*listen); err != nil || !net.ParseIP(host).IsLoopback() {
-		jsonlines.Report("fatal", map[string]any{"message": "--listen must be a loopback address, e.g. 127.0.0.1:0"})
+	network, address := "tcp4", *listen
+	if path, ok := strings.CutPrefix(*listen, "unix:"); ok {
+		network, address = "unix", path
+	} else if host, _, err := net.SplitHostPort(*listen); err != nil || !net.ParseIP(host).IsLoopback() {
+		jsonlines.Report("fatal", map[string]any{"message": "--listen must be a loopback address, e.g. 127.0.0.1:0, or unix:PATH"})
 		os.Exit(64)
 	}
 
@@ -72,7 +77,7 @@ func main() {
 	}
 	defer ctx.Close()
 
-	ln, err := net.Listen("tcp4", *listen)
+	ln, err := listenOn(network, address)
 	if err != nil {
 		fatal("cannot listen on "+*listen, err)
 	}
@@ -97,6 +102,20 @@ func main() {
 		}
 		go forward(ctx, *service, *terminator, conn, recheck)
 	}
+}
+
+// listenOn listens on TCP, or on a Unix socket that is created 0600 (the
+// umask covers the window between bind and chmod) and replaces a stale one
+// left by an earlier run.
+func listenOn(network, address string) (net.Listener, error) {
+	if network != "unix" {
+		return net.Listen(network, address)
+	}
+	_ = os.Remove(address)
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", address)
+	syscall.Umask(old)
+	return ln, err
 }
 
 // watchService reports whether the identity may dial the service, and each
@@ -155,8 +174,8 @@ func forward(ctx ziti.Context, service, terminator string, conn net.Conn, rechec
 	}()
 	go func() {
 		_, _ = io.Copy(conn, zconn)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
 		}
 		done <- struct{}{}
 	}()
