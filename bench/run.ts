@@ -1,8 +1,9 @@
-// npm run bench -- [--out FILE] [--requests N] [--samples N] [--loops N]
+// npm run bench -- [--out FILE] [--requests N] [--samples N] [--loops N] [--idle-seconds N]
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { runClientBench } from "./client.js";
 import { runDaemonBench } from "./daemon.js";
 import { runOverlayBench } from "./overlay.js";
 import { runAccountingBench } from "./unattended.js";
@@ -12,13 +13,15 @@ import { ZITI_VERSION } from "../src/ziti/binary.js";
 import { zitiDown, zitiUp } from "../src/ziti/network.js";
 import { freePort } from "../src/util/ports.js";
 
-const { values } = parseArgs({ options: { out: { type: "string" }, requests: { type: "string", default: "300" }, samples: { type: "string", default: "5" }, loops: { type: "string", default: "30" } } });
+const { values } = parseArgs({ options: { out: { type: "string" }, requests: { type: "string", default: "300" }, samples: { type: "string", default: "5" }, loops: { type: "string", default: "30" }, "idle-seconds": { type: "string", default: "60" } } });
 const requests = Number(values.requests);
 const samples = Number(values.samples);
 if (!Number.isInteger(requests) || requests < 200) throw new Error("--requests must be a whole number of at least 200");
 if (!Number.isInteger(samples) || samples < 1) throw new Error("--samples must be a whole number of at least 1");
 const loops = Number(values.loops);
 if (!Number.isInteger(loops) || loops < 2) throw new Error("--loops must be a whole number of at least 2");
+const idleSeconds = Number(values["idle-seconds"]);
+if (!Number.isInteger(idleSeconds) || idleSeconds < 10) throw new Error("--idle-seconds must be a whole number of at least 10");
 
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ziti ${ZITI_VERSION}`;
 const log = (s: string) => process.stderr.write(`==> ${s}\n`);
@@ -32,17 +35,19 @@ log(`RALPH_HOME=${home}; bringing up the OpenZiti network`);
 const net = await zitiUp(ownHome ? { ctrlPort: await freePort(), routerPort: await freePort() } : {});
 try {
   const overlay = await runOverlayBench({ requests, home, net, log });
+  const client = await runClientBench({ home, samples, idleSeconds, log });
   const daemon = await runDaemonBench({ home, samples, log });
   const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
   const accounting = await runAccountingBench({ model, home, samples, log }).finally(() => model.close());
   const retention = await runRetentionBench({ home, loops, log });
-  process.stdout.write(`\nMachine: ${machine}\n\n${[...overlay.tables, ...daemon.tables, ...accounting.tables, ...retention.tables].join("\n\n")}\n`);
+  process.stdout.write(`\nMachine: ${machine}\n\n${[...overlay.tables, ...client.tables, ...daemon.tables, ...accounting.tables, ...retention.tables].join("\n\n")}\n`);
   if (values.out) {
     const { tables: _o, ...overlayFigures } = overlay;
+    const { tables: _c, ...clientFigures } = client;
     const { tables: _d, ...daemonFigures } = daemon;
     const { tables: _a, ...accountingFigures } = accounting;
     const { tables: _r, ...retentionFigures } = retention;
-    writeFileSync(values.out, JSON.stringify({ machine, ...overlayFigures, daemon: daemonFigures, accounting: accountingFigures, retention: retentionFigures }, null, 2) + "\n");
+    writeFileSync(values.out, JSON.stringify({ machine, ...overlayFigures, client: clientFigures, daemon: daemonFigures, accounting: accountingFigures, retention: retentionFigures }, null, 2) + "\n");
     log(`figures written to ${values.out}`);
   }
 } finally {

@@ -93,7 +93,11 @@ async function directTransport(name: string, remote: Remote): Promise<Transport>
   const proxy = await openProxy(name, remote, remote.service, controlReady);
   return {
     route: `through this command's dialer at ${proxy.url}`,
-    fetch: (input, init) => proxy.fetch(input, init),
+    // The typed client's URLs name no real host: the path goes to this proxy.
+    fetch: (input, init) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      return proxy.fetch(proxy.url + url.pathname + url.search, init);
+    },
     diagnose: async () => proxy.lastError(),
     // The dialer restarts itself when it dies.
     reconnect: async () => undefined,

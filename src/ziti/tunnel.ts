@@ -37,6 +37,8 @@ async function supervise(spawnOptions: () => SpawnOptions, onRestart?: () => Pro
       if (stopped) return;
       try {
         proc = await spawn();
+        // Stopped while it was starting: this one must not outlive the stop.
+        if (stopped) return void (await proc.stop(3000));
         await onRestart?.();
       } catch {
         /* tried again on the next pass */

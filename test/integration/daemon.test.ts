@@ -1,7 +1,7 @@
 // ralphd and the remote client end to end on one machine: a real OpenZiti
 // network and tunnelers, ralphd as a subprocess, real opencode servers driven
 // by the scripted model, git over a file:// origin.
-import { after, before, test } from "node:test";
+import { after, afterEach, before, beforeEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -12,7 +12,7 @@ import Database from "better-sqlite3";
 import { ControlClient } from "../../src/client/connection.js";
 import { expectOk } from "../../src/client/api.js";
 import { streamEvents, isTerminal } from "../../src/client/events.js";
-import type { StreamEvent } from "../../src/contract/events.js";
+import { ACTIVE_STATES, type StreamEvent } from "../../src/contract/events.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { pidAlive, signalGroup } from "../../src/process/supervisor.js";
 import { findProcesses } from "../../src/process/proc-scan.js";
@@ -54,6 +54,20 @@ after(async () => {
   await model?.close();
   await network?.stop();
   if (projectRoot) rmSync(projectRoot, { recursive: true, force: true });
+});
+
+// Each test starts from the scripted agent and free slots, whatever the one before did or how it failed.
+beforeEach(() => model.setScript({ kind: "ralph-agent" }));
+afterEach(async () => {
+  if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) return;
+  const client = await ControlClient.open();
+  try {
+    for (const { id, status } of (await expectOk(client.remoteName, client.api.loops.$get())).loops) {
+      if (ACTIVE_STATES.includes(status)) await expectOk(client.remoteName, client.api.loops[":id"].stop.$post({ param: { id } }));
+    }
+  } finally {
+    await client.close();
+  }
 });
 
 /** This test's client dialers (ralph-ziti-dial) running for a service; other suites' have other identities. */
@@ -98,7 +112,6 @@ const waitStatus = (id: string, ok: (s: { status: string; iteration: number }) =
   waitFor(async () => ok(await loopStatus(id)), { what, timeoutMs: 120_000, intervalMs: 500 });
 
 test("two loops started remotely on two branches run concurrently and complete; the origin has both branches", async () => {
-  model.setScript({ kind: "ralph-agent" });
   const [a, b] = [await startLoop("ralph/one"), await startLoop("ralph/two")];
   const ls = JSON.parse((await ralph(home, ["ls", "--json"])).stdout) as { id: string; status: string }[];
   assert.deepEqual(new Set(ls.filter((l) => l.status === "running" || l.status === "starting").map((l) => l.id)), new Set([a, b]), "both run at once");
@@ -126,7 +139,6 @@ test("two loops started remotely on two branches run concurrently and complete; 
 });
 
 test("following a loop's events survives a killed dialer without missing one", async () => {
-  model.setScript({ kind: "ralph-agent" });
   const id = await startLoop("ralph/three");
   const client = await ControlClient.open();
   const status = await agentStatus(home);
@@ -176,7 +188,6 @@ test("ralph stop stops a loop and frees its slot", async () => {
   } finally {
     await client.close();
   }
-  model.setScript({ kind: "ralph-agent" });
 });
 
 /** A command under `strace -f -e trace=bind`, its exit code once it and everything it started have exited. */
@@ -262,7 +273,6 @@ test("ralph attach --print-url right after ralph start waits for the loop's open
   const late = await ralph(home, ["attach", id, "--print-url"]);
   assert.equal(late.code, ExitCode.InvalidInput);
   assert.match(late.stderr, /has no opencode to attach to \(it is stopped\)/);
-  model.setScript({ kind: "ralph-agent" });
 });
 
 test("Ctrl-C on ralph logs --follow exits as stopped and leaves no dialer of its own behind", async () => {
@@ -277,7 +287,6 @@ test("Ctrl-C on ralph logs --follow exits as stopped and leaves no dialer of its
   assert.ok(agent.running, "the client agent keeps running for the next command");
   assert.deepEqual(dialersOf("ralph-control-local"), agent.dialers.map((d) => d.pid), "the only control dialer is the agent's: the command left none of its own");
   assert.equal((await ralph(home, ["stop", id])).code, 0);
-  model.setScript({ kind: "ralph-agent" });
 });
 
 /** The daemon's event followers now. */
@@ -296,7 +305,14 @@ test("a ralph logs --follow killed outright frees its follower on the daemon; wi
   const before = await followers();
   const follow = (env: NodeJS.ProcessEnv = {}) => {
     const child = spawn(process.execPath, [cli, "logs", id, "--follow"], { env: { ...process.env, RALPH_HOME: home, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    return { child, exited: new Promise((r) => child.on("exit", r)), firstLine: new Promise((r) => createInterface({ input: child.stdout! }).once("line", r)) };
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise((r) => child.on("exit", r));
+    const firstLine = new Promise((resolve, reject) => {
+      createInterface({ input: child.stdout! }).once("line", resolve);
+      void exited.then((code) => reject(new Error(`ralph logs exited (${code}) before its first line: ${stderr}`)));
+    });
+    return { child, exited, firstLine };
   };
   const viaAgent = follow();
   await viaAgent.firstLine;
@@ -314,7 +330,6 @@ test("a ralph logs --follow killed outright frees its follower on the daemon; wi
   await direct.exited;
   await waitFor(() => !pidAlive(own[0]!), { what: "the orphaned dialer to exit", timeoutMs: 10_000 });
   assert.equal((await ralph(home, ["stop", id])).code, 0);
-  model.setScript({ kind: "ralph-agent" });
 });
 
 test("ralphd check passes when ready and names what to fix when not, with the daemon's own identity only", async () => {
@@ -480,7 +495,6 @@ test("a full daemon and a second loop on a running branch are refused", async ()
   assert.equal(full.code, ExitCode.InvalidInput);
   assert.match(full.stderr, /daemon is full \(2 loops running\)/);
   for (const id of [a, b]) assert.equal((await ralph(home, ["stop", id])).code, 0);
-  model.setScript({ kind: "ralph-agent" });
 });
 
 test("a laptop enrols with a one-time token, reaches the daemon, and forgets its key with the remote", async () => {

@@ -333,6 +333,10 @@ test("laptop: ralph remote add --token enrols there and the daemon answers; noth
     timeoutMs: 60_000,
   });
   ralphdOut = d.out;
+  // The laptop's client agent in the foreground under its own bind audit, so that each
+  // traced command ends when it does (one it started would outlive it by design).
+  spawnIn("laptop", [process.execPath, cli, "agent", "run"], join(traces, "laptop-agent.strace"));
+  await waitFor(() => existsSync(join(HOME.laptop, "client", "agent", "agent.sock")), { what: "the laptop's client agent", timeoutMs: 30_000 });
   const added = await ralph("laptop", ["remote", "add", "box", "--token", laptopToken]);
   assert.equal(added.code, 0, added.stdout + added.stderr);
   assert.match(added.stdout, /remote box added: ralphd box answers/);
@@ -416,6 +420,8 @@ test("no process of ralph or ralphd bound anything beyond loopback on the daemon
     assert.deepEqual(binds.filter((b) => !isLoopbackBind(b)), [], `${f}: no bind beyond loopback`);
   }
   assert.ok(seen > 5, `the audit saw the binds (${seen}): the control API, opencode, the dialers' listeners`);
+  const agentBinds = bindsInStrace(readFileSync(join(traces, "laptop-agent.strace"), "utf8"));
+  assert.ok(agentBinds.some((b) => b.family === "AF_UNIX" && b.address.startsWith(join(HOME.laptop, "client", "agent"))), "the laptop's agent and its dialer listen on Unix sockets in its RALPH_HOME");
   assert.match(ralphdOut(), /ralphd box ready/);
 });
 

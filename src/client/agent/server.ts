@@ -35,6 +35,7 @@ export async function runAgent(log: (line: string) => void): Promise<void> {
   const dialers = new Map<string, Dialer>();
   const clients = new Set<Socket>();
   let lastActivity = Date.now();
+  let started = 0;
 
   const drop = (key: string) => {
     const d = dialers.get(key);
@@ -48,7 +49,8 @@ export async function runAgent(log: (line: string) => void): Promise<void> {
     const key = dialerKey(req.identityFile, req.service);
     let d = dialers.get(key);
     if (!d) {
-      const socket = join(dir, `${createHash("sha256").update(key).digest("hex").slice(0, 12)}.sock`);
+      // A new name for each dialer: one being dropped may still hold the last.
+      const socket = join(dir, `${createHash("sha256").update(key).digest("hex").slice(0, 8)}-${++started}.sock`);
       const tunnel = startProxyTunnel({
         identityFile: req.identityFile,
         service: req.service,
