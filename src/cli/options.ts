@@ -19,6 +19,12 @@ export const permissionPolicy = (v: string): "reject" | "allow" => {
   return v;
 };
 
+/** A loop or local run id: what the daemon and `ralph run` print (8 hex digits); never a path. */
+export const loopId = (v: string): string => {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(v) || /^\.+$/.test(v)) throw new InvalidArgumentError(`"${v.slice(0, 80)}" is not a loop id: 'ralph ls' lists them`);
+  return v;
+};
+
 export const remoteOption = "--remote <name>";
 export const remoteHelp = "the remote (default: the only one)";
 /** For commands on one loop: its id finds its remote. */

@@ -13,6 +13,7 @@ import { ControlClient } from "../../src/client/connection.js";
 import { expectOk } from "../../src/client/api.js";
 import { streamEvents, isTerminal } from "../../src/client/events.js";
 import { ACTIVE_STATES, type StreamEvent } from "../../src/contract/events.js";
+import { ERROR_STATUS } from "../../src/contract/errors.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { pidAlive, signalGroup } from "../../src/process/supervisor.js";
 import { findProcesses } from "../../src/process/proc-scan.js";
@@ -450,10 +451,10 @@ test("refused requests get a clear error and change nothing", async () => {
   try {
     const loops = async () => LoopListSchema.parse(await expectOk(client.remoteName, client.api.loops.$get())).loops.length;
     const before = await loops();
-    const refused = async (body: unknown, pattern: RegExp) => {
+    const refused = async (body: unknown, pattern: RegExp, code: "invalid_request" | "too_large" = "invalid_request") => {
       const r = await raw(client, "POST", "/loops", JSON.stringify(body));
-      assert.equal(r.status, 400, JSON.stringify(r.json));
-      assert.equal(r.json.error.code, "invalid_request");
+      assert.equal(r.status, ERROR_STATUS[code], JSON.stringify(r.json));
+      assert.equal(r.json.error.code, code);
       assert.match(r.json.error.message, pattern);
     };
     const ok = { origin: `file://${project.origin}`, branch: "ralph/one", taskDir: "task" };
@@ -470,7 +471,7 @@ test("refused requests get a clear error and change nothing", async () => {
     assert.deepEqual(readdirSync(join(home, "daemon", "workspace", "repos")).sort(), mirrors, "no mirror is left for an origin that could not be fetched");
     await refused({ ...ok, branch: "ralph/never-pushed" }, /branch "ralph\/never-pushed" does not exist on/);
     await refused({ ...ok, taskDir: "no/such/task" }, /branch "ralph\/one" of file:\/\/.* has no no\/such\/task\/prd\.json: commit and push it first/);
-    await refused({ ...ok, taskDir: "x".repeat(70 * 1024) }, /over 65536 bytes/);
+    await refused({ ...ok, taskDir: "x".repeat(70 * 1024) }, /over 65536 bytes/, "too_large");
     const res = await raw(client, "POST", "/loops", "{not json");
     assert.equal(res.status, 400);
     assert.match(res.json.error.message, /not valid JSON/);

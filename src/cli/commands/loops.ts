@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { loopRemoteHelp, positiveAmount, positiveInt, remoteHelp, remoteOption } from "../options.js";
+import { loopId, loopRemoteHelp, positiveAmount, positiveInt, remoteHelp, remoteOption } from "../options.js";
 import type { StartFlags } from "../actions/loops.js";
 
 const actions = () => import("../actions/loops.js");
@@ -29,7 +29,7 @@ export function registerLoopCommands(program: Command): void {
   program
     .command("status")
     .description("One loop's status")
-    .argument("<loop>", "loop id")
+    .argument("<loop>", "loop id", loopId)
     .option(remoteOption, loopRemoteHelp)
     .option("--json", "print as JSON")
     .action(async (id: string, o: { remote?: string; json?: boolean }) => (await actions()).status(id, o));
@@ -37,7 +37,7 @@ export function registerLoopCommands(program: Command): void {
   program
     .command("logs")
     .description("A loop's events; --follow keeps streaming (and resumes after a dropped connection) until the loop ends")
-    .argument("<loop>", "loop id")
+    .argument("<loop>", "loop id", loopId)
     .option(remoteOption, loopRemoteHelp)
     .option("-f, --follow", "keep streaming")
     .option("--json", "one JSON event per line")
@@ -46,7 +46,7 @@ export function registerLoopCommands(program: Command): void {
   program
     .command("stop")
     .description("Stop a loop and free its slot")
-    .argument("<loop>", "loop id")
+    .argument("<loop>", "loop id", loopId)
     .option(remoteOption, loopRemoteHelp)
     .option("--json", "print the loop as JSON")
     .action(async (id: string, o: { remote?: string; json?: boolean }) => (await actions()).stop(id, o));
@@ -54,7 +54,7 @@ export function registerLoopCommands(program: Command): void {
   program
     .command("rm")
     .description("Forget a finished loop now: its worktree, log, record and events on the daemon (the pushed branch stays on the origin)")
-    .argument("<loop>", "loop id")
+    .argument("<loop>", "loop id", loopId)
     .option(remoteOption, loopRemoteHelp)
     .option("--json", "print what was removed as JSON")
     .action(async (id: string, o: { remote?: string; json?: boolean }) => (await actions()).rm(id, o));
@@ -69,7 +69,7 @@ export function registerLoopCommands(program: Command): void {
   program
     .command("say")
     .description("Give a running loop guidance: its next iteration's prompt includes it, once (a local 'ralph run' or a remote loop)")
-    .argument("<loop>", "loop id (a local run's id is printed when it starts)")
+    .argument("<loop>", "loop id (a local run's id is printed when it starts)", loopId)
     .argument("[text]", "the guidance")
     .option("--file <file>", "read the guidance from a file ('-' for standard input)")
     .option(remoteOption, "the remote (default: a local run with this id, else the remote that has a loop with this id)")
@@ -88,7 +88,7 @@ export function registerLoopCommands(program: Command): void {
   program
     .command("attach")
     .description("Attach opencode's TUI to a running loop through the overlay (waits for a loop that is starting)")
-    .argument("<loop>", "loop id")
+    .argument("<loop>", "loop id", loopId)
     .option(remoteOption, loopRemoteHelp)
     .option("--print-url", "print the local URL and password, and keep the proxy open until Ctrl-C")
     .action(async (id: string, o: { remote?: string; printUrl?: boolean }) => (await actions()).attach(id, o));
