@@ -75,7 +75,7 @@ async function agentTransport(name: string, remote: Remote): Promise<Transport> 
     throw err;
   }
   return {
-    route: "through the client agent's dialer",
+    route: "by the client agent's warm dialer",
     fetch: (input, init) => via(input, init),
     diagnose: async () => {
       const a = await agent.ask({ op: "failed", identityFile: remote.identityFile, service: remote.service });
@@ -92,7 +92,7 @@ async function agentTransport(name: string, remote: Remote): Promise<Transport> 
 async function directTransport(name: string, remote: Remote): Promise<Transport> {
   const proxy = await openProxy(name, remote, remote.service, controlReady);
   return {
-    route: `through this command's dialer at ${proxy.url}`,
+    route: `by this command's own dialer at ${proxy.url}`,
     // The typed client's URLs name no real host: the path goes to this proxy.
     fetch: (input, init) => {
       const url = new URL(input instanceof Request ? input.url : String(input));

@@ -8,21 +8,33 @@ import { readRemotes, type Remote } from "./remotes.js";
 /** One remote's answer, or why it gave none. */
 export type Answer<T> = { remote: string; ok: true; value: T } | { remote: string; ok: false; error: Error };
 
+/** How long a remote asked among several may take: one whose network does not answer must not hold up the rest. */
+const ANSWER_WITHIN_MS = 15_000;
+
 /** Asks every remote (or the one named) at once; an unreachable remote is an answer too, not a failure. */
 export async function askEach<T>(fn: (c: ControlClient) => Promise<T>, only?: string): Promise<Answer<T>[]> {
   const remotes: [string, Remote][] = only ? [[only, pickRemote(only).remote]] : Object.entries(readRemotes().remotes);
   if (remotes.length === 0) pickRemote();
+  const ask = async (name: string, remote: Remote): Promise<T> => {
+    const client = await ControlClient.to(name, remote);
+    try {
+      return await fn(client);
+    } finally {
+      await client.close();
+    }
+  };
   return Promise.all(
     remotes.map(async ([name, remote]): Promise<Answer<T>> => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new UnavailableError(`remote "${name}" did not answer within ${ANSWER_WITHIN_MS / 1000} s`)), ANSWER_WITHIN_MS);
+      });
       try {
-        const client = await ControlClient.to(name, remote);
-        try {
-          return { remote: name, ok: true, value: await fn(client) };
-        } finally {
-          await client.close();
-        }
+        return { remote: name, ok: true, value: await (remotes.length > 1 ? Promise.race([ask(name, remote), late]) : ask(name, remote)) };
       } catch (err) {
         return { remote: name, ok: false, error: err as Error };
+      } finally {
+        clearTimeout(timer);
       }
     }),
   );

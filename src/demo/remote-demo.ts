@@ -66,7 +66,7 @@ export async function runRemoteDemo(o: DemoOptions): Promise<DemoResult> {
 
     const client = await ControlClient.open(LOCAL_NAME);
     cleanup.unshift(() => client.close());
-    o.step(`remote "${LOCAL_NAME}": control API through the overlay, ${client.route}`);
+    o.step(`remote "${LOCAL_NAME}": the control API through the overlay, ${client.route}`);
     const started = await startRemoteLoop(client, { taskDir: example.taskDir, maxIterations: 6, model: o.model });
     o.step(`loop ${started.id} started on ${started.branch}; watch it from another shell with 'ralph logs ${started.id} -f' or 'ralph attach ${started.id}'`);
 

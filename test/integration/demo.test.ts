@@ -10,6 +10,7 @@ import { dirname, join } from "node:path";
 import { findProcesses } from "../../src/process/proc-scan.js";
 import { pidAlive } from "../../src/process/supervisor.js";
 import { cli, ralph } from "../support/daemon-harness.js";
+import { agentStatus } from "../support/control.js";
 
 test("ralph demo runs the example loop on a local ralphd through the overlay and leaves nothing running", async () => {
   const home = mkdtempSync(join(tmpdir(), "ralph-demo-home-"));
@@ -26,7 +27,7 @@ test("ralph demo runs the example loop on a local ralphd through the overlay and
     assert.match(stderr, /scripted offline DEMO model/, "says plainly that the model is a demo");
     const daemonPid = Number(/ralphd started \(pid (\d+)\)/.exec(stderr)?.[1]);
     assert.ok(daemonPid > 0);
-    assert.match(stderr, /control API through the overlay at http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(stderr, /remote "local": the control API through the overlay, by the client agent's warm dialer/);
     for (const story of ["#1 US-1 Say hello", "#2 US-2 Say goodbye", "#3 US-3 Document both"]) assert.ok(stdout.includes(story), story);
     // Six scripted answers at the demo's made-up price.
     assert.match(stdout, /completed: 3\/3 stories pass after 3 iteration\(s\) in [\d.]+s, 7200 tokens, \$0\.0311/);
@@ -43,7 +44,8 @@ test("ralph demo runs the example loop on a local ralphd through the overlay and
     assert.equal(pidAlive(daemonPid), false, "the demo stops the ralphd it started");
     const status = await ralph(home, ["ziti", "status", "--json"]);
     assert.equal(JSON.parse(status.stdout).running, false, "and the network it started");
-    assert.deepEqual(findProcesses((argv) => argv.some((a) => a.includes(home))), [], "no process of this home is left");
+    assert.deepEqual(findProcesses((argv) => argv.some((a) => a.includes(home))), [], "no process of this home is left, the client agent's dialer included");
+    assert.deepEqual(await agentStatus(home), { running: false }, "the client agent went with the network");
   } finally {
     rmSync(home, { recursive: true, force: true });
     if (origin) rmSync(dirname(origin), { recursive: true, force: true });
