@@ -1,4 +1,4 @@
-// npm run bench -- [--out FILE] [--requests N] [--samples N] [--loops N] [--idle-seconds N]
+// npm run bench -- [--out FILE] [--requests N] [--samples N] [--loops N] [--idle-seconds N] [--only overlay]
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -13,7 +13,7 @@ import { ZITI_VERSION } from "../src/ziti/binary.js";
 import { zitiDown, zitiUp } from "../src/ziti/network.js";
 import { freePort } from "../src/util/ports.js";
 
-const { values } = parseArgs({ options: { out: { type: "string" }, requests: { type: "string", default: "300" }, samples: { type: "string", default: "5" }, loops: { type: "string", default: "30" }, "idle-seconds": { type: "string", default: "60" } } });
+const { values } = parseArgs({ options: { out: { type: "string" }, requests: { type: "string", default: "300" }, samples: { type: "string", default: "5" }, loops: { type: "string", default: "30" }, "idle-seconds": { type: "string", default: "60" }, only: { type: "string" } } });
 const requests = Number(values.requests);
 const samples = Number(values.samples);
 if (!Number.isInteger(requests) || requests < 200) throw new Error("--requests must be a whole number of at least 200");
@@ -22,6 +22,9 @@ const loops = Number(values.loops);
 if (!Number.isInteger(loops) || loops < 2) throw new Error("--loops must be a whole number of at least 2");
 const idleSeconds = Number(values["idle-seconds"]);
 if (!Number.isInteger(idleSeconds) || idleSeconds < 10) throw new Error("--idle-seconds must be a whole number of at least 10");
+// The overlay figures alone take a few minutes; the whole bench far longer.
+if (values.only !== undefined && values.only !== "overlay") throw new Error("--only takes one section: overlay");
+const overlayOnly = values.only === "overlay";
 
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ziti ${ZITI_VERSION}`;
 const log = (s: string) => process.stderr.write(`==> ${s}\n`);
@@ -33,21 +36,23 @@ process.env.RALPH_HOME = home;
 log(`RALPH_HOME=${home}; bringing up the OpenZiti network`);
 // Free ports for a private network: the defaults may be taken by the user's own.
 const net = await zitiUp(ownHome ? { ctrlPort: await freePort(), routerPort: await freePort() } : {});
+const withoutTables = <T extends { tables: string[] }>({ tables: _t, ...figures }: T) => figures;
 try {
   const overlay = await runOverlayBench({ requests, home, net, log });
-  const client = await runClientBench({ home, samples, idleSeconds, log });
-  const daemon = await runDaemonBench({ home, samples, log });
-  const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
-  const accounting = await runAccountingBench({ model, home, samples, log }).finally(() => model.close());
-  const retention = await runRetentionBench({ home, loops, log });
-  process.stdout.write(`\nMachine: ${machine}\n\n${[...overlay.tables, ...client.tables, ...daemon.tables, ...accounting.tables, ...retention.tables].join("\n\n")}\n`);
+  const tables = [...overlay.tables];
+  const figures: Record<string, unknown> = { machine, ...withoutTables(overlay) };
+  if (!overlayOnly) {
+    const client = await runClientBench({ home, samples, idleSeconds, log });
+    const daemon = await runDaemonBench({ home, samples, log });
+    const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
+    const accounting = await runAccountingBench({ model, home, samples, log }).finally(() => model.close());
+    const retention = await runRetentionBench({ home, loops, log });
+    tables.push(...client.tables, ...daemon.tables, ...accounting.tables, ...retention.tables);
+    Object.assign(figures, { client: withoutTables(client), daemon: withoutTables(daemon), accounting: withoutTables(accounting), retention: withoutTables(retention) });
+  }
+  process.stdout.write(`\nMachine: ${machine}\n\n${tables.join("\n\n")}\n`);
   if (values.out) {
-    const { tables: _o, ...overlayFigures } = overlay;
-    const { tables: _c, ...clientFigures } = client;
-    const { tables: _d, ...daemonFigures } = daemon;
-    const { tables: _a, ...accountingFigures } = accounting;
-    const { tables: _r, ...retentionFigures } = retention;
-    writeFileSync(values.out, JSON.stringify({ machine, ...overlayFigures, client: clientFigures, daemon: daemonFigures, accounting: accountingFigures, retention: retentionFigures }, null, 2) + "\n");
+    writeFileSync(values.out, JSON.stringify(figures, null, 2) + "\n");
     log(`figures written to ${values.out}`);
   }
 } finally {
