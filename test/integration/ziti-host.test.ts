@@ -4,12 +4,12 @@
 // client's real dialer.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type Server } from "node:http";
+import { createServer, get as httpGet, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { execFileSync } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ensureHostBinary } from "../../src/ziti/binary.js";
+import { ensureDialerBinary, ensureHostBinary } from "../../src/ziti/binary.js";
 import { enrollIdentity } from "../../src/ziti/enroll.js";
 import { startZitiHost, type ZitiHost } from "../../src/ziti/host.js";
 import type { ManagementClient } from "../../src/ziti/mgmt.js";
@@ -20,7 +20,7 @@ import { startProxyTunnel, type ProxyTunnel } from "../../src/ziti/tunnel.js";
 import { pidAlive, signalGroup } from "../../src/process/supervisor.js";
 import { waitFor } from "../../src/util/wait.js";
 import { JsonLinesProcess } from "../support/json-lines-process.js";
-import { bindsInStrace, isLoopbackBind, listenersOfTree } from "../support/sockets.js";
+import { bindsInStrace, isLoopbackBind, listenersOfTree, processTree } from "../support/sockets.js";
 import { startTestNetwork } from "../support/ziti-network.js";
 
 const DAEMON = "box";
@@ -60,6 +60,18 @@ async function proxy(service: string, terminator?: string, extra: Partial<Parame
 }
 
 const get = async (url: string): Promise<string> => (await fetch(url, { signal: AbortSignal.timeout(5000) })).text();
+
+/** A GET on a connection of its own (fetch keeps its connections alive): one dial each. */
+const getOnNewConnection = (url: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: false, timeout: 5000 }, (res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d.toString()));
+      res.on("end", () => resolve(body));
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${url} in 5 s`)));
+    req.on("error", reject);
+  });
 
 const terminatorsOf = (serviceId: string) => mgmt.request<{ id: string; identity?: string }[]>("GET", `/services/${serviceId}/terminators`);
 
@@ -190,6 +202,39 @@ test("every bind() of the helper during login and hosting is on loopback, and it
   assert.match(log, /connect\(/, "the trace saw the helper's connections");
   const binds = bindsInStrace(log);
   assert.deepEqual(binds.filter((b) => !isLoopbackBind(b)), [], `binds: ${JSON.stringify(binds)}`);
+});
+
+test("neither the dialer nor the helper starts a program per dial or per hosting", async () => {
+  // The SDK looked the OS up (lsb_release: 7 programs here, ~13 ms) before
+  // every dial and every listen; now once per process.
+  const DIALS = 20;
+  const KEYS = 8;
+  const execs = (file: string) => readFileSync(file, "utf8").split("\n").filter((l) => /execve\(/.test(l)).length - 1;
+  const hostTrace = join(network.home, "exec-host.strace");
+  const dialTrace = join(network.home, "exec-dial.strace");
+  const traceArgs = (file: string) => ["-f", "-qq", "-e", "trace=execve", "-o", file];
+  const helper = new JsonLinesProcess("strace", [...traceArgs(hostTrace), await ensureHostBinary(), "-identity", daemonFile]);
+  const dialer = new JsonLinesProcess("strace", [...traceArgs(dialTrace), await ensureDialerBinary(), "-identity", network.net.clientIdentityFile, "-service", LOOPS, "-terminator", "exec-0"]);
+  try {
+    await helper.event((e) => e.event === "ready", "the traced helper's login");
+    for (let i = 0; i < KEYS; i++) helper.send({ op: "host", key: `exec-${i}`, service: LOOPS, terminator: `exec-${i}`, port: servers["probe"]!.port });
+    for (let i = 0; i < KEYS; i++) await helper.event((e) => e.event === "hosted" && e.key === `exec-${i}`, `exec-${i} hosted`);
+    const { address } = (await dialer.event((e) => e.event === "listening", "the traced dialer's listener")) as { address: string };
+    for (let i = 0; i < DIALS; i++) assert.equal(await getOnNewConnection(`http://${address}`), "probe");
+  } finally {
+    helper.child.stdin!.end();
+    // The dialer is strace's child; strace ends, with a whole trace, once it has.
+    for (const pid of processTree(dialer.child.pid!).filter((p) => p !== dialer.child.pid)) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        /* already gone */
+      }
+    }
+    await Promise.all([helper.exited, dialer.exited]);
+  }
+  assert.ok(execs(dialTrace) < DIALS, `the dialer started ${execs(dialTrace)} programs for ${DIALS} dials`);
+  assert.ok(execs(hostTrace) < KEYS, `the helper started ${execs(hostTrace)} programs for ${KEYS} hostings`);
 });
 
 test("the helper exits when its parent is killed", async () => {

@@ -10,9 +10,11 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/openziti/sdk-golang/ziti"
+	"github.com/openziti/sdk-golang/ziti/edge/posture"
 )
 
 // ErrParentGone means the process that started this one died before it
@@ -54,6 +56,14 @@ func (e *LoginFailure) Unwrap() error { return e.Err }
 //
 // The SDK's default OIDC login runs a local HTTP server on every interface
 // (":0") for the length of each login; the API-session login opens none.
+//
+// The SDK refreshes its posture data (OS, MAC addresses) before every dial and
+// every listen, and every 10 s per context, even when no posture check applies.
+// Its OS lookup (gopsutil) runs lsb_release, a shell script that starts 7
+// programs on Debian: about 13 ms each time, most of a new connection's cost
+// through the dialer (measured). So the OS is looked up once per process,
+// during the first login (a posture check on it sees the values from the
+// process's start); MAC addresses stay live.
 func Login(identityFile string) (ziti.Context, error) {
 	cfg, err := ziti.NewConfigFromFile(identityFile)
 	if err != nil {
@@ -70,6 +80,8 @@ func Login(identityFile string) (ziti.Context, error) {
 		ctx.Close()
 		return nil, &LoginFailure{Message: "unexpected Ziti context", Err: errors.New("not a *ziti.ContextImpl")}
 	}
+	impl.CtrlClt.PostureCache.SetOsProviderFunc(osInfo)
+	go osInfo()
 	impl.CtrlClt.SetUseOidc(false)
 	if err := ctx.Authenticate(); err != nil {
 		ctx.Close()
@@ -77,6 +89,8 @@ func Login(identityFile string) (ziti.Context, error) {
 	}
 	return ctx, nil
 }
+
+var osInfo = sync.OnceValue(posture.NewOsProvider().GetOsInfo)
 
 // LoginError names the real cause of a failed login and what to do about it.
 func LoginError(controller string, err error) string {
