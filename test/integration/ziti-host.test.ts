@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { execFileSync } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { Agent, fetch as undiciFetch } from "undici";
 import { ensureDialerBinary, ensureHostBinary } from "../../src/ziti/binary.js";
 import { enrollIdentity } from "../../src/ziti/enroll.js";
 import { startZitiHost, type ZitiHost } from "../../src/ziti/host.js";
@@ -75,6 +76,27 @@ const getOnNewConnection = (url: string): Promise<string> =>
 
 const terminatorsOf = (serviceId: string) => mgmt.request<{ id: string; identity?: string }[]>("GET", `/services/${serviceId}/terminators`);
 
+let fabric: { agent: Agent; token: string } | undefined;
+/** How many circuits the controller has to a terminator of the loops service (its fabric API, which the management client does not cover). */
+async function circuitsTo(terminator: string): Promise<number> {
+  const { url, caFile, auth } = network.net.controller;
+  assert.equal(auth.method, "password");
+  if (!fabric) {
+    const agent = new Agent({ connect: { ca: readFileSync(caFile, "utf8") } });
+    const login = await undiciFetch(new URL("/edge/management/v1/authenticate?method=password", url), {
+      method: "POST",
+      dispatcher: agent,
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username: auth.username, password: readFileSync(auth.passwordFile, "utf8").trim() }),
+    });
+    fabric = { agent, token: ((await login.json()) as { data: { token: string } }).data.token };
+  }
+  const ids = new Set((await terminatorsOf(services.loopsServiceId)).filter((t) => t.identity === terminator).map((t) => t.id));
+  const res = await undiciFetch(new URL("/fabric/v1/circuits?limit=500", url), { dispatcher: fabric.agent, headers: { "zt-session": fabric.token } });
+  const circuits = ((await res.json()) as { data: { terminator?: { id: string } }[] }).data;
+  return circuits.filter((c) => c.terminator && ids.has(c.terminator.id)).length;
+}
+
 before(async () => {
   network = await startTestNetwork("ralph-ziti-host");
   mgmt = await localManagementClient();
@@ -92,6 +114,7 @@ after(async () => {
   for (const h of [host, ...extraHosts]) await h?.stop();
   for (const s of Object.values(servers)) s.server.close();
   await mgmt?.close();
+  await fabric?.agent.close();
   await network?.stop();
 });
 
@@ -235,6 +258,36 @@ test("neither the dialer nor the helper starts a program per dial or per hosting
   }
   assert.ok(execs(dialTrace) < DIALS, `the dialer started ${execs(dialTrace)} programs for ${DIALS} dials`);
   assert.ok(execs(hostTrace) < KEYS, `the helper started ${execs(hostTrace)} programs for ${KEYS} hostings`);
+});
+
+test("after a connection the dialer keeps one spare circuit for a few seconds, never one whose host went away", async () => {
+  servers["spare"] = await httpServer("spare");
+  await host.host("spare", LOOPS, servers["spare"]!.port, "spare");
+  const dialer = new JsonLinesProcess(await ensureDialerBinary(), ["-identity", network.net.clientIdentityFile, "-service", LOOPS, "-terminator", "spare"]);
+  try {
+    const { address } = (await dialer.event((e) => e.event === "listening", "the dialer's listener")) as { address: string };
+    const url = `http://${address}`;
+    assert.equal(await circuitsTo("spare"), 0, "a dialer that served no connection holds no circuit");
+    assert.equal(await getOnNewConnection(url), "spare");
+    await waitFor(async () => (await circuitsTo("spare")) === 1, { what: "one spare circuit after the connection ended", timeoutMs: 3000, intervalMs: 50 });
+
+    // Hosted anew: the spare's circuit ended with the old hosting; the next
+    // connection must not get it.
+    await host.unhost("spare");
+    await host.host("spare", LOOPS, servers["spare"]!.port, "spare");
+    assert.equal(await getOnNewConnection(url), "spare");
+    assert.deepEqual(dialer.events.filter((e) => e.event === "dial-error"), []);
+
+    await waitFor(async () => (await circuitsTo("spare")) === 1, { what: "a new spare", timeoutMs: 3000, intervalMs: 50 });
+    const idleFrom = Date.now();
+    await waitFor(async () => (await circuitsTo("spare")) === 0, { what: "the unused spare to be closed", timeoutMs: 15_000, intervalMs: 200 });
+    const kept = Date.now() - idleFrom;
+    assert.ok(kept > 3000 && kept < 7000, `the spare was kept ${kept} ms`);
+  } finally {
+    dialer.child.kill("SIGTERM");
+    await dialer.exited;
+    await host.unhost("spare");
+  }
 });
 
 test("the helper exits when its parent is killed", async () => {
