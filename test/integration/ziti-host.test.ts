@@ -272,8 +272,10 @@ test("after a connection the dialer keeps one spare circuit for a few seconds, n
     await waitFor(async () => (await circuitsTo("spare")) === 1, { what: "one spare circuit after the connection ended", timeoutMs: 3000, intervalMs: 50 });
 
     // Hosted anew: the spare's circuit ended with the old hosting; the next
-    // connection must not get it.
+    // connection must not get it. (Until the controller drops the old
+    // terminator, a dial may still be routed to it and fail.)
     await host.unhost("spare");
+    await waitFor(async () => !(await terminatorsOf(services.loopsServiceId)).some((t) => t.identity === "spare"), { what: "the old spare terminator to go", timeoutMs: 30_000 });
     await host.host("spare", LOOPS, servers["spare"]!.port, "spare");
     assert.equal(await getOnNewConnection(url), "spare");
     assert.deepEqual(dialer.events.filter((e) => e.event === "dial-error"), []);
