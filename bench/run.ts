@@ -1,4 +1,4 @@
-// npm run bench -- [--out FILE] [--requests N] [--samples N] [--loops N] [--idle-seconds N] [--only overlay]
+// npm run bench -- [--out FILE] [--requests N] [--samples N] [--loops N] [--idle-seconds N] [--only SECTION,...]
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -22,9 +22,12 @@ const loops = Number(values.loops);
 if (!Number.isInteger(loops) || loops < 2) throw new Error("--loops must be a whole number of at least 2");
 const idleSeconds = Number(values["idle-seconds"]);
 if (!Number.isInteger(idleSeconds) || idleSeconds < 10) throw new Error("--idle-seconds must be a whole number of at least 10");
-// The overlay figures alone take a few minutes; the whole bench far longer.
-if (values.only !== undefined && values.only !== "overlay") throw new Error("--only takes one section: overlay");
-const overlayOnly = values.only === "overlay";
+// One section takes a few minutes; the whole bench far longer.
+const SECTIONS = ["overlay", "client", "daemon", "accounting", "retention"] as const;
+const only = values.only?.split(",") ?? [...SECTIONS];
+const unknown = only.filter((o) => !(SECTIONS as readonly string[]).includes(o));
+if (unknown.length) throw new Error(`--only takes sections from ${SECTIONS.join(", ")}, not ${unknown.join(", ")}`);
+const runs = (section: (typeof SECTIONS)[number]) => only.includes(section);
 
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ziti ${ZITI_VERSION}`;
 const log = (s: string) => process.stderr.write(`==> ${s}\n`);
@@ -38,18 +41,20 @@ log(`RALPH_HOME=${home}; bringing up the OpenZiti network`);
 const net = await zitiUp(ownHome ? { ctrlPort: await freePort(), routerPort: await freePort() } : {});
 const withoutTables = <T extends { tables: string[] }>({ tables: _t, ...figures }: T) => figures;
 try {
-  const overlay = await runOverlayBench({ requests, home, net, log });
-  const tables = [...overlay.tables];
-  const figures: Record<string, unknown> = { machine, ...withoutTables(overlay) };
-  if (!overlayOnly) {
-    const client = await runClientBench({ home, samples, idleSeconds, log });
-    const daemon = await runDaemonBench({ home, samples, log });
+  const tables: string[] = [];
+  const figures: Record<string, unknown> = { machine };
+  const record = (name: string, result: { tables: string[] }) => {
+    tables.push(...result.tables);
+    figures[name] = withoutTables(result);
+  };
+  if (runs("overlay")) record("overlay", await runOverlayBench({ requests, home, net, log }));
+  if (runs("client")) record("client", await runClientBench({ home, samples, idleSeconds, log }));
+  if (runs("daemon")) record("daemon", await runDaemonBench({ home, samples, log }));
+  if (runs("accounting")) {
     const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
-    const accounting = await runAccountingBench({ model, home, samples, log }).finally(() => model.close());
-    const retention = await runRetentionBench({ home, loops, log });
-    tables.push(...client.tables, ...daemon.tables, ...accounting.tables, ...retention.tables);
-    Object.assign(figures, { client: withoutTables(client), daemon: withoutTables(daemon), accounting: withoutTables(accounting), retention: withoutTables(retention) });
+    record("accounting", await runAccountingBench({ model, home, samples, log }).finally(() => model.close()));
   }
+  if (runs("retention")) record("retention", await runRetentionBench({ home, loops, log }));
   process.stdout.write(`\nMachine: ${machine}\n\n${tables.join("\n\n")}\n`);
   if (values.out) {
     writeFileSync(values.out, JSON.stringify(figures, null, 2) + "\n");

@@ -447,8 +447,8 @@ test("a second ralphd for the same home is refused", async () => {
 });
 
 test("refused requests get a clear error and change nothing", async () => {
-  // The branch the valid parts name is on the origin, whichever tests ran before.
-  gitIn("push", "-q", "origin", "ralph/one");
+  // The branch the valid parts name is on the origin, whichever tests ran before (one may have pushed a loop's work there).
+  if (!gitIn("ls-remote", "origin", "refs/heads/ralph/one")) gitIn("push", "-q", "origin", "ralph/one");
   const client = await ControlClient.open();
   try {
     const loops = async () => LoopListSchema.parse(await expectOk(client.remoteName, client.api.loops.$get())).loops.length;
