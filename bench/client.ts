@@ -30,6 +30,7 @@ async function timed(args: string[], env: NodeJS.ProcessEnv = {}, command = cli)
  */
 async function countingRelay(target: { host: string; port: number }) {
   let requests = 0;
+  let bytes = 0;
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     const upstream = connect(target.port, target.host);
@@ -39,6 +40,7 @@ async function countingRelay(target: { host: string; port: number }) {
       const now = performance.now();
       if (now - last > 50) requests++;
       last = now;
+      bytes += d.length;
       upstream.write(d);
     });
     upstream.on("data", (d) => client.write(d));
@@ -52,7 +54,8 @@ async function countingRelay(target: { host: string; port: number }) {
   return {
     port,
     count: () => requests,
-    reset: () => (requests = 0),
+    bytes: () => bytes,
+    reset: () => (requests = bytes = 0),
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(r));
@@ -90,20 +93,22 @@ export async function runClientBench(opts: { home: string; samples: number; idle
     const controller = new URL(identity.ztAPI);
     const relay = await countingRelay({ host: controller.hostname, port: Number(controller.port) });
     let idlePerMinute: number;
+    let added = false;
     try {
-      const relayed = join(home, "client", "identities", "bench-relayed.json");
+      const relayed = join(home, "client", "bench-relayed-identity.json");
       writeFileSync(relayed, JSON.stringify({ ...identity, ztAPI: identity.ztAPI.replace(`:${controller.port}`, `:${relay.port}`) }), { mode: 0o600 });
       upsertRemote("bench-relayed", { identityFile: relayed, service: local.service });
+      added = true;
       await timed(["ls", "--remote", "bench-relayed"], env);
       const login = relay.count();
       relay.reset();
       await new Promise((r) => setTimeout(r, opts.idleSeconds * 1000));
       idlePerMinute = (relay.count() * 60) / opts.idleSeconds;
-      log(`the dialer's login and first request took ${login} controller request(s); idle, ${relay.count()} in ${opts.idleSeconds} s`);
+      log(`the dialer's login and first request: ${login} burst(s) of requests to the controller; idle: ${relay.count()} in ${opts.idleSeconds} s (${relay.bytes()} bytes)`);
     } finally {
       await timed(["agent", "stop"], env);
       await relay.close();
-      await timed(["remote", "rm", "bench-relayed"], env);
+      if (added) await timed(["remote", "rm", "bench-relayed"], env);
     }
 
     const [helpS, bareS, warmS, coldS, directS] = [help, bare, warm, cold, direct].map(summarize) as [ReturnType<typeof summarize>, ...ReturnType<typeof summarize>[]];

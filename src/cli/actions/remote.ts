@@ -1,12 +1,8 @@
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { expectOk } from "../../client/api.js";
-import { withControlClient } from "../../client/connection.js";
 import { readRemotes, upsertRemote, writeRemotes } from "../../client/remotes.js";
 import { homeDir } from "../../config/paths.js";
 import { InvalidInputError, NotFoundError } from "../../util/errors.js";
-import { enrollIdentity } from "../../ziti/enroll.js";
-import { identityView } from "../../ziti/reach.js";
 import { controlServiceName } from "../../ziti/roles.js";
 import { looksLikeToken } from "../../ziti/token.js";
 import { ExitCode } from "../exit-codes.js";
@@ -34,6 +30,7 @@ function checkIdentityFile(file: string): void {
  * otherwise than its daemon). Several candidates keep the default and name them.
  */
 async function findControlService(identityFile: string, name: string): Promise<string> {
+  const { identityView } = await import("../../ziti/reach.js");
   const wanted = controlServiceName(name);
   const controls = (await identityView(identityFile)).dialable.filter((s) => s.startsWith(controlServiceName("")));
   if (controls.includes(wanted) || controls.length === 0) return wanted;
@@ -56,6 +53,8 @@ export async function add(name: string, o: { token?: string; identity?: string; 
     process.stdout.write(`remote ${name} added\n`);
     return;
   }
+  // Only `add` needs these; `remote ls` stays quick.
+  const [{ enrollIdentity }, { withControlClient }, { expectOk }] = await Promise.all([import("../../ziti/enroll.js"), import("../../client/connection.js"), import("../../client/api.js")]);
   const identityFile = join(homeDir("client", "identities"), `${name}.json`);
   // A file left by an earlier remote of this name that was removed.
   rmSync(identityFile, { force: true });
