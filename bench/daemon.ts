@@ -1,8 +1,9 @@
 // The remote flow's own costs, measured through the real CLI, ralphd and the
 // overlay: time from `ralph start` to the loop's first iteration (beside a
-// local `ralph run` on the same machine), time from `ralph attach` to a ready
-// URL, ralphd's memory with 1 and with 4 active loops, and the delay from a
-// loop's end to its notification reaching a local webhook.
+// local `ralph run` on the same machine), time from `ralph attach` (run right
+// after `ralph start`, while the loop starts) to a ready URL, ralphd's memory
+// with 1 and with 4 active loops, and the delay from a loop's end to its
+// notification reaching a local webhook.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -47,7 +48,7 @@ export async function runDaemonBench(opts: { home: string; samples: number; log:
   const receiver = await startReceiver();
   setDaemonConfig(home, { maxConcurrentLoops: 4, opencodeConfigFile, notify: [{ kind: "webhook", url: `${receiver.url}/hook`, events: ["completed"] }] });
   const daemon = await ensureLocalDaemon();
-  const branches = Array.from({ length: 2 * samples + 4 }, (_, i) => `bench/b${i}`);
+  const branches = Array.from({ length: 3 * samples + 4 }, (_, i) => `bench/b${i}`);
   // Outside RALPH_HOME: the daemon refuses origins among its own files.
   const projectRoot = mkdtempSync(join(tmpdir(), "ralph-bench-project-"));
   const project = makeProject(projectRoot, branches);
@@ -86,8 +87,13 @@ export async function runDaemonBench(opts: { home: string; samples: number; log:
       await run.exited;
       f.cleanup();
 
-      const { id, ms } = await startRemote(branches[i]!);
-      remote.push(ms);
+      remote.push((await startRemote(branches[i]!)).ms);
+      await stopAll();
+
+      // Attach as a user does: right after `ralph start` prints the id, while the loop is starting.
+      git(project.repo, "switch", "-q", branches[3 * samples + 4 - 1 - i]!);
+      const { line: id } = await timeCli(home, ["start", "task"], project.repo, (l) => /^[0-9a-f]{8}$/.test(l)).line;
+      started.push(id);
       const att = timeCli(home, ["attach", id, "--print-url"], undefined, (l) => l.startsWith("http://127.0.0.1:"));
       attach.push((await att.line).ms);
       att.child.kill("SIGINT");
@@ -132,7 +138,7 @@ export async function runDaemonBench(opts: { home: string; samples: number; log:
       tables: [
         "Start to first iteration running (ms): local `ralph run` vs remote `ralph start` through the overlay\n" +
           table([["local run", startLocal], ["remote start", startRemoteS]], startLocal),
-        "`ralph attach` to a ready URL through the overlay (ms)\n" + table([["attach", attachS]], attachS),
+        "`ralph attach --print-url` run right after `ralph start`, to a ready URL through the overlay (ms)\n" + table([["attach", attachS]], attachS),
         `ralphd resident memory: ${rss1.toFixed(0)} MB with 1 active loop, ${rss4.toFixed(0)} MB with 4 (opencode servers are separate processes)`,
         "Loop end (its status event) to the webhook receiving the notification (ms)\n" + table([["notification", notifiedS]], notifiedS),
       ],
