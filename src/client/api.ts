@@ -6,6 +6,9 @@ import type { ControlApp } from "../daemon/api.js";
 export const controlApi = (baseUrl: string, fetchVia: typeof fetch) => hc<ControlApp>(baseUrl, { fetch: fetchVia });
 export type ControlApi = ReturnType<typeof controlApi>;
 
+/** Readiness of a dialer to the control service: the daemon answers /health through it. */
+export const controlAnswers = async (url: string, fetchVia: typeof fetch = fetch) => (await fetchVia(`${url}/health`, { signal: AbortSignal.timeout(3000) })).ok;
+
 type AnyResponse = ClientResponse<unknown, number, "json">;
 /** The body of the route's success answers. */
 export type Success<R> = R extends ClientResponse<infer T, infer S, "json"> ? (S extends 200 | 201 ? T : never) : never;

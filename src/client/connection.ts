@@ -5,7 +5,7 @@ import { socketFetch } from "../util/socket-fetch.js";
 import type { ProxyTunnel } from "../ziti/tunnel.js";
 import { AgentConnection } from "./agent/client.js";
 import { agentEnabled } from "./agent/protocol.js";
-import { controlApi, type ControlApi } from "./api.js";
+import { controlAnswers, controlApi, type ControlApi } from "./api.js";
 import { readRemotes, type Remote } from "./remotes.js";
 
 export function pickRemote(name?: string): { name: string; remote: Remote } {
@@ -49,6 +49,8 @@ export async function openProxy(remoteName: string, remote: Remote, service: str
 interface Transport {
   /** Where requests go, for a user. */
   route: string;
+  /** The URL requests name: the proxy's, or any for a socket. */
+  baseUrl: string;
   fetch: typeof fetch;
   /** Why requests fail, as the dialer saw it; the transport may drop its dialer. */
   diagnose(): Promise<string | undefined>;
@@ -56,8 +58,6 @@ interface Transport {
   reconnect(): Promise<void>;
   close(): Promise<void>;
 }
-
-const controlReady = async (url: string, fetchVia: typeof fetch = fetch) => (await fetchVia(`${url}/health`, { signal: AbortSignal.timeout(3000) })).ok;
 
 /** Through the client agent's warm dialer for the remote. */
 async function agentTransport(name: string, remote: Remote): Promise<Transport> {
@@ -76,6 +76,7 @@ async function agentTransport(name: string, remote: Remote): Promise<Transport> 
   }
   return {
     route: "by the client agent's warm dialer",
+    baseUrl: "http://ralph-control",
     fetch: (input, init) => via(input, init),
     diagnose: async () => {
       const a = await agent.ask({ op: "failed", identityFile: remote.identityFile, service: remote.service });
@@ -90,14 +91,11 @@ async function agentTransport(name: string, remote: Remote): Promise<Transport> 
 
 /** A dialer of this command's own (RALPH_AGENT=off, or a RALPH_HOME too deep for sockets). */
 async function directTransport(name: string, remote: Remote): Promise<Transport> {
-  const proxy = await openProxy(name, remote, remote.service, controlReady);
+  const proxy = await openProxy(name, remote, remote.service, controlAnswers);
   return {
     route: `by this command's own dialer at ${proxy.url}`,
-    // The typed client's URLs name no real host: the path goes to this proxy.
-    fetch: (input, init) => {
-      const url = new URL(input instanceof Request ? input.url : String(input));
-      return proxy.fetch(proxy.url + url.pathname + url.search, init);
-    },
+    baseUrl: proxy.url,
+    fetch: proxy.fetch,
     diagnose: async () => proxy.lastError(),
     // The dialer restarts itself when it dies.
     reconnect: async () => undefined,
@@ -115,7 +113,7 @@ export class ControlClient {
     readonly remote: Remote,
     private readonly transport: Transport,
   ) {
-    this.api = controlApi("http://ralph-control", this.fetch);
+    this.api = controlApi(transport.baseUrl, this.fetch);
   }
 
   static async open(remoteName?: string): Promise<ControlClient> {
@@ -149,6 +147,11 @@ export class ControlClient {
     }
   };
 
+  /** What the URLs of requests through `fetch` start with. */
+  get baseUrl(): string {
+    return this.transport.baseUrl;
+  }
+
   /** How requests reach the daemon, for a user. */
   get route(): string {
     return this.transport.route;
@@ -163,12 +166,15 @@ export class ControlClient {
   }
 }
 
-/** Runs `fn` with a control client, closing it afterwards. */
-export async function withControlClient<T>(remote: string | undefined, fn: (c: ControlClient) => Promise<T>): Promise<T> {
-  const client = await ControlClient.open(remote);
+/** Runs `fn` with the client being opened, closing it afterwards. */
+export async function withClient<T>(opening: Promise<ControlClient>, fn: (c: ControlClient) => Promise<T>): Promise<T> {
+  const client = await opening;
   try {
     return await fn(client);
   } finally {
     await client.close();
   }
 }
+
+/** Runs `fn` with a control client of the remote named (or the only one), closing it afterwards. */
+export const withControlClient = <T>(remote: string | undefined, fn: (c: ControlClient) => Promise<T>): Promise<T> => withClient(ControlClient.open(remote), fn);

@@ -2,7 +2,7 @@ import type { Health, LoopSummary } from "../contract/schemas.js";
 import { InvalidInputError, NotFoundError, UnavailableError } from "../util/errors.js";
 import { ApiError } from "../contract/errors.js";
 import { expectOk } from "./api.js";
-import { ControlClient, pickRemote } from "./connection.js";
+import { ControlClient, pickRemote, withClient } from "./connection.js";
 import { readRemotes, type Remote } from "./remotes.js";
 
 /** One remote's answer, or why it gave none. */
@@ -12,17 +12,10 @@ export type Answer<T> = { remote: string; ok: true; value: T } | { remote: strin
 const ANSWER_WITHIN_MS = 15_000;
 
 /** Asks every remote (or the one named) at once; an unreachable remote is an answer too, not a failure. */
-export async function askEach<T>(fn: (c: ControlClient) => Promise<T>, only?: string): Promise<Answer<T>[]> {
-  const remotes: [string, Remote][] = only ? [[only, pickRemote(only).remote]] : Object.entries(readRemotes().remotes);
+export async function askEach<T>(fn: (c: ControlClient) => Promise<T>, only?: string, all: Record<string, Remote> = readRemotes().remotes): Promise<Answer<T>[]> {
+  const remotes: [string, Remote][] = only ? [[only, pickRemote(only).remote]] : Object.entries(all);
   if (remotes.length === 0) pickRemote();
-  const ask = async (name: string, remote: Remote): Promise<T> => {
-    const client = await ControlClient.to(name, remote);
-    try {
-      return await fn(client);
-    } finally {
-      await client.close();
-    }
-  };
+  const ask = (name: string, remote: Remote) => withClient(ControlClient.to(name, remote), fn);
   return Promise.all(
     remotes.map(async ([name, remote]): Promise<Answer<T>> => {
       let timer: NodeJS.Timeout | undefined;
@@ -48,22 +41,21 @@ export const listEverywhere = (only?: string) => askEach(async (c) => (await exp
  * the only one, or the one remote (asked in parallel) that knows the id.
  */
 export async function withLoopClient<T>(id: string, remoteName: string | undefined, fn: (c: ControlClient, loop: LoopSummary) => Promise<T>): Promise<T> {
-  const names = Object.keys(readRemotes().remotes);
+  const { remotes } = readRemotes();
+  const names = Object.keys(remotes);
   const only = remoteName ?? (names.length === 1 ? names[0] : undefined);
   if (only !== undefined || names.length === 0) {
     const { name, remote } = pickRemote(only);
-    const client = await ControlClient.to(name, remote);
-    try {
-      const { loop } = await expectOk(name, client.api.loops[":id"].$get({ param: { id } }));
-      return await fn(client, loop);
-    } finally {
-      await client.close();
-    }
+    return withClient(ControlClient.to(name, remote), async (c) => fn(c, (await expectOk(name, c.api.loops[":id"].$get({ param: { id } }))).loop));
   }
-  const answers = await askEach(async (c) => {
-    const res = await c.api.loops[":id"].$get({ param: { id } });
-    return res.status === 404 ? undefined : (await expectOk(c.remoteName, Promise.resolve(res))).loop;
-  });
+  const answers = await askEach(
+    async (c) => {
+      const res = await c.api.loops[":id"].$get({ param: { id } });
+      return res.status === 404 ? undefined : (await expectOk(c.remoteName, Promise.resolve(res))).loop;
+    },
+    undefined,
+    remotes,
+  );
   const holders = answers.filter((a): a is Answer<LoopSummary> & { ok: true } => a.ok && a.value !== undefined);
   const failed = answers.filter((a): a is Answer<unknown> & { ok: false } => !a.ok);
   if (holders.length > 1) throw new InvalidInputError(`loop ${id} is on several remotes (${holders.map((h) => h.remote).join(", ")}): choose one with --remote NAME`);
@@ -73,16 +65,7 @@ export async function withLoopClient<T>(id: string, remoteName: string | undefin
     throw new NotFoundError(`no loop "${id}" on ${names.filter((n) => !failed.some((f) => f.remote === n)).join(", ")}${failed.length ? ` (could not ask ${unreachable})` : ""}; 'ralph ls' lists them`);
   }
   const { remote: name, value: loop } = holders[0]!;
-  return withNamedClient(name, (c) => fn(c, loop));
-}
-
-async function withNamedClient<T>(name: string, fn: (c: ControlClient) => Promise<T>): Promise<T> {
-  const client = await ControlClient.open(name);
-  try {
-    return await fn(client);
-  } finally {
-    await client.close();
-  }
+  return withClient(ControlClient.to(name, remotes[name]!), (c) => fn(c, loop));
 }
 
 /** The reachable remote with the most free loop slots, for `ralph start --remote any`. */

@@ -1,16 +1,11 @@
 import { ApiError } from "../contract/errors.js";
-import type { StoredEvent } from "./store.js";
+import type { Store, StoredEvent } from "./store.js";
 
 /** What a follower of GET /events is sent, in order: a gap notice, the backlog, caught-up, then live events and heartbeats. */
 export type FeedItem = { kind: "gap"; message: string } | { kind: "event"; event: StoredEvent } | { kind: "caught-up"; seq: number } | { kind: "heartbeat" };
 
-export interface EventSource {
-  newestSeq(): number;
-  oldestSeq(): number;
-  eventsAfter(seq: number, loopId?: string): StoredEvent[];
-  /** Live events until the returned function is called; throws when no more followers are allowed. */
-  follow(onEvent: (e: StoredEvent) => void): () => void;
-}
+/** Live events until the returned function is called; throws when no more followers are allowed. */
+export type Follow = (onEvent: (e: StoredEvent) => void) => () => void;
 
 const HEARTBEAT_MS = 10_000;
 
@@ -35,13 +30,14 @@ export function checkPosition(position: { name: string; raw: string }, newest: n
  * even if the items were never read.
  */
 export function openEventFeed(
-  source: EventSource,
+  store: Pick<Store, "newestSeq" | "oldestSeq" | "eventsAfter">,
+  follow: Follow,
   opts: { loopId?: string; position: { name: string; raw: string }; signal: AbortSignal },
 ): { items: AsyncIterable<FeedItem>; close: () => void } {
-  const after = checkPosition(opts.position, source.newestSeq());
+  const after = checkPosition(opts.position, store.newestSeq());
   const queue: StoredEvent[] = [];
   let wake: (() => void) | undefined;
-  const unfollow = source.follow((e) => {
+  const unfollow = follow((e) => {
     if (!opts.loopId || e.loopId === opts.loopId) {
       queue.push(e);
       wake?.();
@@ -61,10 +57,10 @@ export function openEventFeed(
       return true;
     };
     try {
-      if (after > 0 && after < source.oldestSeq() - 1) {
-        yield { kind: "gap", message: `events after ${after} are no longer retained; oldest is ${source.oldestSeq()}` };
+      if (after > 0 && after < store.oldestSeq() - 1) {
+        yield { kind: "gap", message: `events after ${after} are no longer retained; oldest is ${store.oldestSeq()}` };
       }
-      for (let batch = source.eventsAfter(last, opts.loopId); batch.length > 0; batch = source.eventsAfter(last, opts.loopId)) {
+      for (let batch = store.eventsAfter(last, opts.loopId); batch.length > 0; batch = store.eventsAfter(last, opts.loopId)) {
         for (const e of batch) if (fresh(e)) yield { kind: "event", event: e };
       }
       yield { kind: "caught-up", seq: last };

@@ -126,11 +126,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   /** A follower's events of one loop or all, from a position (see openEventFeed). */
   events(opts: { loopId?: string; position: { name: string; raw: string }; signal: AbortSignal }): ReturnType<typeof openEventFeed> {
     if (opts.loopId) this.get(opts.loopId);
-    const store = this.store;
-    return openEventFeed(
-      { newestSeq: () => store.newestSeq(), oldestSeq: () => store.oldestSeq(), eventsAfter: (seq, loopId) => store.eventsAfter(seq, loopId), follow: (on) => this.follow(on) },
-      opts,
-    );
+    return openEventFeed(this.store, (on) => this.follow(on), opts);
   }
 
   /** Sends a test message to every notification target now and says how each went. */

@@ -99,6 +99,7 @@ export async function startProxyTunnel(opts: {
   terminator?: string;
 }): Promise<ProxyTunnel> {
   const dialer = await ensureDialerBinary();
+  let listening = false;
   let port: number | undefined;
   let lastError: string | undefined;
   const via = opts.socketPath ? socketFetch(opts.socketPath) : fetch;
@@ -113,7 +114,10 @@ export async function startProxyTunnel(opts: {
     } catch {
       return;
     }
-    if (e.event === "listening" && e.address) port ??= opts.socketPath ? 0 : Number(e.address.split(":").pop());
+    if (e.event === "listening" && e.address) {
+      listening = true;
+      if (!opts.socketPath) port ??= Number(e.address.split(":").pop());
+    }
     if (e.event === "dial-error" || e.event === "fatal") lastError = e.message;
     if (e.event === "fatal") attempt.abort(new Error(`the dialer for ${opts.service} stopped: ${e.message}`));
     if (e.event === "dial-error" && !opts.awaitService && /has no terminators/.test(e.message ?? "")) {
@@ -137,7 +141,7 @@ export async function startProxyTunnel(opts: {
   };
   const ready = async () => {
     try {
-      await waitFor(async () => port !== undefined && (opts.readiness ?? httpAnswers)(url(), via), {
+      await waitFor(async () => listening && (opts.readiness ?? httpAnswers)(url(), via), {
         what: `the overlay proxy for ${opts.service} to answer`,
         timeoutMs: opts.readyTimeoutMs ?? 30_000,
         intervalMs: 100,

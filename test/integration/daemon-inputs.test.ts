@@ -75,7 +75,7 @@ interface Follower {
 /** Opens GET /events and collects its SSE messages in the background until closed. */
 async function follow(query: string, headers: Record<string, string> = {}): Promise<Follower> {
   const ctrl = new AbortController();
-  const res = await client.fetch(`http://ralph-control/events${query}`, { headers, signal: ctrl.signal });
+  const res = await client.fetch(`${client.baseUrl}/events${query}`, { headers, signal: ctrl.signal });
   const messages: Follower["messages"] = [];
   if (res.ok) {
     void (async () => {
@@ -182,13 +182,13 @@ test("a wrong method on a known path gets 405 with Allow; unknown paths stay 404
     ["DELETE", `/loops/${doneLoop}/say`, "POST"],
   ];
   for (const [method, path, allow] of cases) {
-    const res = await client.fetch(`http://ralph-control${path}`, { method });
+    const res = await client.fetch(`${client.baseUrl}${path}`, { method });
     assert.equal(res.status, 405, `${method} ${path}`);
     assert.equal(res.headers.get("allow"), allow, `${method} ${path}`);
     assert.deepEqual(await res.json(), { error: { code: "method_not_allowed", message: `${method} is not allowed on ${path}: it takes ${allow}` } });
   }
   for (const method of ["GET", "DELETE"]) {
-    const res = await client.fetch("http://ralph-control/nowhere", { method });
+    const res = await client.fetch(`${client.baseUrl}/nowhere`, { method });
     assert.equal(res.status, 404);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, "not_found");
   }
@@ -269,7 +269,7 @@ test("generated hostile requests each get a 4xx with a clear message and change 
     fc.constantFrom<unknown>(null, [], "x", 42, {}),
   );
   const send = async (method: string, path: string, body?: string) => {
-    const res = await client.fetch(`http://ralph-control${path}`, { method, headers: body === undefined ? {} : { "content-type": "application/json" }, body });
+    const res = await client.fetch(`${client.baseUrl}${path}`, { method, headers: body === undefined ? {} : { "content-type": "application/json" }, body });
     const text = await res.text();
     return { status: res.status, text };
   };

@@ -7,7 +7,7 @@ import { ralph } from "./daemon-harness.js";
  * method), through the same overlay path; the answer's status and JSON.
  */
 export async function raw(client: ControlClient, method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
-  const res = await client.fetch(`http://ralph-control${path}`, { method, headers: body === undefined ? headers : { "content-type": "application/json", ...headers }, body });
+  const res = await client.fetch(`${client.baseUrl}${path}`, { method, headers: body === undefined ? headers : { "content-type": "application/json", ...headers }, body });
   return { status: res.status, json: await res.json().catch(() => undefined) };
 }
 

@@ -1,10 +1,9 @@
-import { appendFileSync, mkdirSync } from "node:fs";
-import { dirname } from "node:path";
 import { expectOk } from "../../client/api.js";
 import { agentLogPath } from "../../client/agent/protocol.js";
 import { AgentConnection, stopAgent } from "../../client/agent/client.js";
 import { withControlClient } from "../../client/connection.js";
 import type { Health } from "../../contract/schemas.js";
+import { BoundedLog } from "../../util/bounded-log.js";
 import { mb } from "../describe.js";
 import { printJson, style } from "../output.js";
 
@@ -55,9 +54,9 @@ export async function agentStatus(o: { json?: boolean }): Promise<void> {
 }
 
 export async function agentRun(): Promise<void> {
-  const logFile = agentLogPath();
-  mkdirSync(dirname(logFile), { recursive: true, mode: 0o700 });
-  const log = (line: string) => appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`, { mode: 0o600 });
+  // Bounded: the agent comes back after every idle exit and appends to the same file.
+  const file = new BoundedLog(agentLogPath(), 2 ** 20);
+  const log = (line: string) => file.write(`${new Date().toISOString()} ${line}\n`);
   const { runAgent } = await import("../../client/agent/server.js");
   // It runs until idle or stopped, and ends the process itself.
   await runAgent(log);

@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { UnavailableError } from "../../util/errors.js";
 import { PACKAGE_ROOT } from "../../version.js";
-import { agentBuild, agentSocketPath, type AgentAnswer, type AgentRequest } from "./protocol.js";
+import { agentBuild, agentLogPath, agentSocketPath, type AgentAnswer, type AgentRequest } from "./protocol.js";
 
 type Ask = AgentRequest extends infer R ? (R extends AgentRequest ? Omit<R, "id"> : never) : never;
 
@@ -72,7 +72,7 @@ export class AgentConnection {
       try {
         return new AgentConnection(await connectOnce(path));
       } catch (err) {
-        if (Date.now() > deadline) throw new UnavailableError(`the client agent did not start within ${START_TIMEOUT_MS / 1000} s (${(err as Error).message}): see ${path.replace(/agent[/]agent\.sock$/, "logs/agent.log")}, or set RALPH_AGENT=off`);
+        if (Date.now() > deadline) throw new UnavailableError(`the client agent did not start within ${START_TIMEOUT_MS / 1000} s (${(err as Error).message}): see ${agentLogPath()}, or set RALPH_AGENT=off`);
         await new Promise((r) => setTimeout(r, 20));
       }
     }

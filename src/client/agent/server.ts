@@ -1,10 +1,10 @@
 import { chmodSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
-import { createHash } from "node:crypto";
 import { startProxyTunnel, type ProxyTunnel } from "../../ziti/tunnel.js";
-import { agentBuild, agentDir, agentSocketPath, dialerKey, idleExitSeconds, type AgentAnswer, type AgentRequest, type DialerStatus } from "./protocol.js";
+import { controlAnswers } from "../api.js";
+import { agentBuild, agentDir, agentLogPath, agentSocketPath, dialerKey, idleExitSeconds, type AgentAnswer, type AgentRequest, type DialerStatus } from "./protocol.js";
 
 interface Dialer {
   label: string;
@@ -15,8 +15,6 @@ interface Dialer {
   /** Commands connected now that opened it. */
   users: Set<Socket>;
 }
-
-const controlReady = async (url: string, fetchVia: typeof fetch) => (await fetchVia(`${url}/health`, { signal: AbortSignal.timeout(3000) })).ok;
 
 /**
  * The per-user client agent, in the manner of ssh's ControlMaster: it keeps
@@ -49,14 +47,14 @@ export async function runAgent(log: (line: string) => void): Promise<void> {
     const key = dialerKey(req.identityFile, req.service);
     let d = dialers.get(key);
     if (!d) {
-      // A new name for each dialer: one being dropped may still hold the last.
-      const socket = join(dir, `${createHash("sha256").update(key).digest("hex").slice(0, 8)}-${++started}.sock`);
+      // A new name for each dialer (and agent): one being dropped may still hold the last.
+      const socket = join(dir, `dial-${process.pid}-${++started}.sock`);
       const tunnel = startProxyTunnel({
         identityFile: req.identityFile,
         service: req.service,
         socketPath: socket,
-        logFile: join(dir, "..", "logs", `agent-${req.service}.log`),
-        readiness: controlReady,
+        logFile: join(dirname(agentLogPath()), `agent-${req.service}.log`),
+        readiness: controlAnswers,
       });
       d = { label: req.label, service: req.service, socket, tunnel, lastUsed: Date.now(), users: new Set() };
       dialers.set(key, d);
