@@ -3,6 +3,7 @@ import type { StreamEvent } from "../contract/events.js";
 import type { LoopSummary, PruneResult } from "../contract/schemas.js";
 import type { LoopEvent, LoopStatus } from "../loop/events.js";
 import { describeBudgetHit, formatCost, formatUsage } from "../loop/usage.js";
+import type { SandboxInfo } from "../sandbox/info.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { style } from "./output.js";
 
@@ -16,6 +17,14 @@ const oneLine = (s: string): string => {
   return first.length > 80 ? first.slice(0, 77) + "..." : first;
 };
 
+/** A sandbox in a few words: its network, its limits and how they are enforced. */
+export function describeSandbox(s: SandboxInfo): string {
+  if (s.mode === "off") return "no sandbox";
+  const net = s.allowNet?.length ? `network: ${s.allowNet.join(", ")}` : "no network";
+  const limits = s.limits ? `, ${s.limits.memoryMb} MB, ${s.limits.pids} processes, CPU weight ${s.limits.cpuWeight} (${s.enforcement})` : "";
+  return `${net}${limits}`;
+}
+
 /** One human line per event on a terminal. */
 export function describeEvent(e: LoopEvent): string | undefined {
   switch (e.type) {
@@ -25,7 +34,13 @@ export function describeEvent(e: LoopEvent): string | undefined {
       return e.runId ? `${head}\n${style.dim(`run ${e.runId}: steer it from another shell with 'ralph say ${e.runId} "..."'`)}` : head;
     }
     case "opencode.started":
-      return style.dim(`opencode reachable at ${e.url} (pid ${e.pid})`);
+      return e.sandbox.mode === "on"
+        ? style.dim(`opencode started in a sandbox (${describeSandbox(e.sandbox)})`)
+        : style.yellow(`opencode started WITHOUT a sandbox: the agent can reach everything this user can`);
+    case "sandbox.refused":
+      return style.yellow(`   sandbox refused a connection to ${e.host}:${e.port}${e.count > 1 ? ` (${e.count} times)` : ""}: not on the allowlist (--allow-net ${e.host}:${e.port} allows it)`);
+    case "loop.limit":
+      return style.red(`   iteration ${e.iteration} hit the sandbox's ${e.limit === "memory" ? `memory limit (${e.max} MB)` : `process limit (${e.max})`}`);
     case "opencode.restarted":
       return style.yellow(`opencode restarted: ${e.reason}`);
     case "iteration.started":
@@ -61,12 +76,13 @@ const budgetOf = (l: LoopSummary): string => {
 
 /** One loop on one line; `remote` leads when loops of several remotes are listed together. */
 export const loopLine = (l: LoopSummary, remote?: string) =>
-  `${remote !== undefined ? `${remote.padEnd(12)}  ` : ""}${l.id}  ${l.status.padEnd(9)}  ${l.branch}  ${l.passed}/${l.total} stories  iteration ${l.iteration}/${l.maxIterations}  ${formatCost(l.usage.costUsd)}${l.storyId ? `  ${l.storyId}` : ""}${l.reason && l.status !== "completed" ? `  (${l.reason})` : ""}`;
+  `${remote !== undefined ? `${remote.padEnd(12)}  ` : ""}${l.id}  ${l.status.padEnd(9)}  ${l.branch}  ${l.passed}/${l.total} stories  iteration ${l.iteration}/${l.maxIterations}  ${formatCost(l.usage.costUsd)}${l.sandbox.mode === "off" ? `  ${style.yellow("UNSANDBOXED")}` : ""}${l.storyId ? `  ${l.storyId}` : ""}${l.reason && l.status !== "completed" ? `  (${l.reason})` : ""}`;
 
 export const loopDetails = (l: LoopSummary) =>
   [
     loopLine(l),
     `  origin ${l.origin}, task ${l.taskDir}${l.model ? `, model ${l.model}` : ""}`,
+    `  sandbox: ${l.sandbox.mode === "on" ? describeSandbox(l.sandbox) : style.yellow("none (sandbox \"off\" in the daemon's config): the agent reaches everything the daemon's user can")}`,
     `  used ${formatUsage(l.usage)}${budgetOf(l)} (input ${l.usage.tokens.input}, output ${l.usage.tokens.output}, reasoning ${l.usage.tokens.reasoning}, cache read ${l.usage.tokens.cacheRead}, cache write ${l.usage.tokens.cacheWrite})`,
     `  started ${l.createdAt}${l.endedAt ? `, ended ${l.endedAt}` : ""}${l.prunedAt ? `; worktree and log removed ${l.prunedAt}` : ""}`,
   ].join("\n");

@@ -36,6 +36,7 @@ const byApiError: Record<ErrorCode, ExitCodeValue> = {
   too_large: ExitCode.InvalidInput,
   busy: ExitCode.InvalidInput,
   internal: ExitCode.Error,
+  unavailable: ExitCode.Unavailable,
 };
 
 /** The exit code for an error: the one place kinds of failure become codes. */

@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError, type Command } from "commander";
+import { parseNetRule } from "../sandbox/net-rules.js";
 
 // Option parsers and shared option texts of the command definitions.
 
@@ -29,3 +30,29 @@ export const remoteOption = "--remote <name>";
 export const remoteHelp = "the remote (default: the only one)";
 /** For commands on one loop: its id finds its remote. */
 export const loopRemoteHelp = "the loop's remote (default: the remote that has a loop with this id)";
+
+/** Repeatable --allow-net HOST[:PORT], checked as it is read. */
+export const allowNetOption = "--allow-net <host[:port]>";
+export const allowNetHelp = "let the loop's sandbox reach this host too (repeatable; no port: 80 and 443; *.example.com for subdomains)";
+export const collectHosts = (v: string, previous: string[] = []): string[] => {
+  try {
+    parseNetRule(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return [...previous, v];
+};
+
+/** The sandbox's limits a loop may ask for (within the daemon's ceilings). */
+export function limitOptions(command: Command): Command {
+  return command
+    .option("--memory <mb>", "memory limit of the loop's sandbox, in MB (default: the daemon's)", positiveInt("--memory"))
+    .option("--max-processes <n>", "process and thread limit of the loop's sandbox (default: the daemon's)", positiveInt("--max-processes"))
+    .option("--cpu-weight <n>", "CPU share of the loop's sandbox against other loops, 100 = equal (default: the daemon's)", positiveInt("--cpu-weight"));
+}
+
+/** The limits a command line asks for, if any. */
+export const limitsOf = (o: { memory?: number; maxProcesses?: number; cpuWeight?: number }) => {
+  const limits = { ...(o.memory ? { memoryMb: o.memory } : {}), ...(o.maxProcesses ? { pids: o.maxProcesses } : {}), ...(o.cpuWeight ? { cpuWeight: o.cpuWeight } : {}) };
+  return Object.keys(limits).length ? limits : undefined;
+};

@@ -19,7 +19,17 @@ const git = async (cwd: string, args: string[]) => {
  */
 export async function startRemoteLoop(
   client: ControlClient,
-  opts: { taskDir: string; origin?: string; maxIterations?: number; model?: string; maxCostUsd?: number; maxTokens?: number; stallTimeoutSeconds?: number },
+  opts: {
+    taskDir: string;
+    origin?: string;
+    maxIterations?: number;
+    model?: string;
+    maxCostUsd?: number;
+    maxTokens?: number;
+    stallTimeoutSeconds?: number;
+    allowNet?: string[];
+    limits?: { memoryMb?: number; pids?: number; cpuWeight?: number };
+  },
 ): Promise<LoopSummary> {
   const taskDir = resolve(opts.taskDir);
   const prdFile = join(taskDir, "prd.json");
@@ -56,6 +66,8 @@ export async function startRemoteLoop(
         ...(opts.maxCostUsd !== undefined ? { maxCostUsd: opts.maxCostUsd } : {}),
         ...(opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {}),
         ...(opts.stallTimeoutSeconds !== undefined ? { stallTimeoutSeconds: opts.stallTimeoutSeconds } : {}),
+        ...(opts.allowNet?.length ? { allowNet: opts.allowNet } : {}),
+        ...(opts.limits ? { limits: opts.limits } : {}),
       },
     }),
   );

@@ -10,6 +10,8 @@ export const ERROR_STATUS = {
   too_large: 413,
   internal: 500,
   busy: 503,
+  /** The daemon's host lacks what the request needs (e.g. no sandbox can be made there). */
+  unavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

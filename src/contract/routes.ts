@@ -43,7 +43,7 @@ export const routes = {
     method: "post",
     path: "/loops",
     request: body(StartLoopRequestSchema),
-    responses: { 201: json(LoopEnvelopeSchema, "the loop, starting"), ...failures("invalid_request", "conflict", "busy", "too_large") },
+    responses: { 201: json(LoopEnvelopeSchema, "the loop, starting"), ...failures("invalid_request", "conflict", "busy", "too_large", "unavailable") },
   }),
   stopLoop: createRoute({ method: "post", path: "/loops/{id}/stop", request: params, responses: { ...ok(LoopEnvelopeSchema, "the loop, stopped"), ...failures("not_found") } }),
   removeLoop: createRoute({

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { UsageSchema } from "../loop/usage-schema.js";
+import { SandboxInfoSchema } from "../sandbox/info.js";
 import { ERROR_CODES } from "./errors.js";
 import { LoopStateSchema } from "./events.js";
 
@@ -28,6 +29,10 @@ export const StartLoopRequestSchema = z.strictObject({
   /** Omitted: the daemon's default budget; never above its ceiling. */
   maxCostUsd: z.number().positive().max(1_000_000).optional(),
   maxTokens: z.number().int().positive().max(1e12).optional(),
+  /** HOST[:PORT] this loop's sandbox may reach besides its model and the daemon's allowlist. */
+  allowNet: z.array(z.string().min(1).max(300)).max(32).optional(),
+  /** Omitted parts: the daemon's defaults; never above its ceilings. */
+  limits: z.strictObject({ memoryMb: z.number().int().positive().optional(), pids: z.number().int().positive().optional(), cpuWeight: z.number().int().positive().optional() }).optional(),
 });
 export type StartLoopRequest = z.infer<typeof StartLoopRequestSchema>;
 /** What a client sends: the defaults are the daemon's to fill in. */
@@ -60,6 +65,7 @@ export const LoopSummarySchema = z.object({
   reason: z.string().nullable(),
   prunedAt: z.string().nullable(),
   service: z.string().nullable(),
+  sandbox: SandboxInfoSchema,
 });
 export type LoopSummary = z.infer<typeof LoopSummarySchema>;
 export const LoopEnvelopeSchema = z.object({ loop: LoopSummarySchema });

@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { ralphHome } from "../config/paths.js";
+import { DEFAULT_LIMITS, MAX_LIMITS } from "../sandbox/limits.js";
+import { parseNetRule } from "../sandbox/net-rules.js";
 import { NotifyTargetSchema } from "./notify.js";
 
 export const ControllerAuthSchema = z.discriminatedUnion("method", [
@@ -17,6 +19,40 @@ export const ControllerSchema = z.strictObject({
   caFile: z.string().min(1),
   auth: ControllerAuthSchema,
 });
+
+const hostRule = z.string().superRefine((text, ctx) => {
+  try {
+    parseNetRule(text);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", message: (err as Error).message });
+  }
+});
+
+export const LimitsSchema = z.strictObject({
+  memoryMb: z.number().int().min(64).max(1024 * 1024),
+  pids: z.number().int().min(16).max(1_000_000),
+  /** CPU share against other loops: 100 is an equal share. */
+  cpuWeight: z.number().int().min(1).max(10_000),
+});
+
+/** Every loop runs in a sandbox unless this says "off" (the agent then reaches everything ralphd's user can). */
+export const SandboxConfigSchema = z.union([
+  z.literal("off"),
+  z.strictObject({
+    /** HOST[:PORT] every loop may reach besides its model provider (e.g. a package registry). */
+    allowNet: z.array(hostRule).default([]),
+    /** Host paths shown read-only in every sandbox besides the system (e.g. a toolchain under a home directory). */
+    readOnly: z.array(z.string().startsWith("/", "an absolute path")).default([]),
+    /** The only providers loops may use (opencode's enabled_providers): a repository's opencode.json cannot switch to another. */
+    providers: z.array(z.string().min(1)).min(1).optional(),
+    /** Each loop's limits unless its start request asks for others, and the most any may ask for. */
+    limits: z
+      .strictObject({ default: LimitsSchema.default(DEFAULT_LIMITS), max: LimitsSchema.default(MAX_LIMITS) })
+      .refine((l) => l.default.memoryMb <= l.max.memoryMb && l.default.pids <= l.max.pids && l.default.cpuWeight <= l.max.cpuWeight, "a default limit is above its max")
+      .default({ default: DEFAULT_LIMITS, max: MAX_LIMITS }),
+  }),
+]);
+export type SandboxConfig = z.infer<typeof SandboxConfigSchema>;
 
 export const DaemonConfigSchema = z.strictObject({
   /** The daemon's name; its control service is ralph-control-NAME. */
@@ -60,6 +96,7 @@ export const DaemonConfigSchema = z.strictObject({
   reconcileIntervalSeconds: z.number().int().min(5).max(86_400).default(300),
   /** Where the daemon reports loops that end, stall or ask. */
   notify: z.array(NotifyTargetSchema).default([]),
+  sandbox: SandboxConfigSchema.default({ allowNet: [], readOnly: [], limits: { default: DEFAULT_LIMITS, max: MAX_LIMITS } }),
 });
 
 export type DaemonConfig = z.infer<typeof DaemonConfigSchema>;

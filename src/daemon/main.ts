@@ -1,5 +1,5 @@
-import { serve } from "@hono/node-server";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createAdaptorServer } from "@hono/node-server";
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { homeDir, ralphHome } from "../config/paths.js";
 import { commandLineOf } from "../process/proc-scan.js";
@@ -16,6 +16,13 @@ import { Store } from "./store.js";
 const CONTROL_KEY = "control";
 
 export const runtimeFile = (): string => join(homeDir("daemon"), "ralphd.json");
+
+/**
+ * The control API's socket: in the daemon's 0700 directory, so only the
+ * daemon's user (its host helper) can reach it; never a TCP port, which any
+ * local process, a loop's agent among them, could connect to.
+ */
+export const controlSocket = (): string => join(homeDir("daemon", "run"), "control.sock");
 
 /** The pid of the ralphd serving this RALPH_HOME, if one runs. */
 export function runningDaemonPid(): number | undefined {
@@ -46,24 +53,29 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
   const notifier = new Notifier(config.notify, log);
   const manager = new LoopManager(config, store, host, log, notifier);
   const app = controlApi(manager);
-  let server: ReturnType<typeof serve> | undefined;
-  const port = await new Promise<number>((resolvePort) => {
-    server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, (info) => resolvePort(info.port));
+  const socket = controlSocket();
+  // A socket left by a daemon that was killed: no daemon runs (checked above).
+  rmSync(socket, { force: true });
+  const server = createAdaptorServer({ fetch: app.fetch });
+  await new Promise<void>((resolveListen, reject) => {
+    server.once("error", reject);
+    server.listen(socket, () => resolveListen());
   });
+  chmodSync(socket, 0o600);
   const service = controlServiceName(config.name);
   try {
-    await host.host(CONTROL_KEY, service, port);
+    await host.host(CONTROL_KEY, service, socket);
   } catch (err) {
     await host.stop();
-    server?.close();
+    server.close();
     store.close();
     throw new Error(`cannot host the control service ${service}: ${(err as Error).message}`);
   }
-  const { adopted, failed } = manager.readopt();
+  const { adopted, failed } = await manager.readopt();
   if (adopted.length) log(`re-adopted running loops: ${adopted.join(", ")}`);
   if (failed.length) log(`marked failed (their opencode was gone): ${failed.join(", ")}`);
-  writeFileSync(runtimeFile(), JSON.stringify({ pid: process.pid, port, service }) + "\n", { mode: 0o600 });
-  log(`ralphd ${config.name} ready: control service ${service} -> 127.0.0.1:${port}`);
+  writeFileSync(runtimeFile(), JSON.stringify({ pid: process.pid, socket, service }) + "\n", { mode: 0o600 });
+  log(`ralphd ${config.name} ready: control service ${service} -> ${socket}`);
   // Housekeeping now and then periodically: a failure is logged, never fatal.
   const housekeeping = [
     every(config.reconcileIntervalSeconds * 1000, () => manager.reconcile(), "reconciling Ziti registrations", log),
@@ -85,8 +97,9 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
   await host.unhost(CONTROL_KEY).catch(() => undefined);
   await host.stop();
   // Followers' event streams would otherwise keep the process alive until they hang up.
-  server?.close();
-  (server as { closeAllConnections?: () => void } | undefined)?.closeAllConnections?.();
+  server.close();
+  (server as { closeAllConnections?: () => void }).closeAllConnections?.();
   store.close();
   rmSync(runtimeFile(), { force: true });
+  rmSync(socket, { force: true });
 }

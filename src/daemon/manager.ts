@@ -20,17 +20,20 @@ import { opencodeSettings, type OpencodeSettings } from "./opencode-settings.js"
 import { notificationFor } from "./loop-notifications.js";
 import type { Notifier } from "./notify.js";
 import { ApiError } from "../contract/errors.js";
-import type { AttachPoint, Catalog, DeliveryResult, DiskUsage, Health, LoopSummary, PruneResult, StartLoopRequest } from "../contract/schemas.js";
+import { LoopSummarySchema, type AttachPoint, type Catalog, type DeliveryResult, type DiskUsage, type Health, type LoopSummary, type PruneResult, type StartLoopRequest } from "../contract/schemas.js";
 import { ACTIVE_STATES, type LoopRow, type LoopState, type Store, type StoredEvent } from "./store.js";
 import { Workspace, resolveTaskDirIn, validateBranch, validateTaskDir } from "./workspace.js";
+import { pinnedProviders, plannedSandbox, sandboxDirOf, sandboxPlanOf, sandboxUserOf } from "./loop-sandbox.js";
+import { refusalReporter } from "../sandbox/refusals.js";
+import type { SandboxInfo } from "../sandbox/info.js";
 import { checkOrigin, type OriginPolicy } from "./origins.js";
 import { Retention } from "./retention.js";
 import { DiskGauge } from "./disk.js";
 import { openEventFeed } from "./event-feed.js";
 
+/** A loop as the API shows it: the contract's fields only, so that no column (a secret, a path) goes out unless the contract names it. */
 export function summaryOf(row: LoopRow): LoopSummary {
-  const { worktree: _w, opencodeUrl: _u, opencodePid: _p, opencodePassword: _pw, ...rest } = row;
-  return rest;
+  return LoopSummarySchema.parse(row);
 }
 
 /**
@@ -65,6 +68,8 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   private readonly retention: Retention;
   private readonly disk: DiskGauge;
   private readonly startedAt = Date.now();
+  /** Each running loop's reporter of refused connections. */
+  private readonly refusals = new Map<string, ReturnType<typeof refusalReporter>>();
 
   constructor(
     private readonly config: DaemonConfig,
@@ -146,7 +151,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   /** Models and agents loops may use here; asked of opencode at most every 5 minutes. */
   catalog(): Promise<Catalog> {
     if (!this.catalogCache || Date.now() - this.catalogCache.at > 5 * 60_000) {
-      const value = readCatalog(join(this.config.workspaceDir, "state"), this.settings);
+      const value = readCatalog(join(this.config.workspaceDir, "state"), this.settings, { enabled: this.config.sandbox !== "off", user: sandboxUserOf("0") });
       this.catalogCache = { at: Date.now(), value };
       value.catch(() => (this.catalogCache = undefined));
     }
@@ -185,9 +190,10 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     await validateBranch(req.branch);
     const taskDir = validateTaskDir(req.taskDir);
     const budget = this.budgetFor(req);
+    const sandbox = await plannedSandbox(this.config, this.settings, req);
     this.startingOrigins.set(req.origin, (this.startingOrigins.get(req.origin) ?? 0) + 1);
     try {
-      return await this.create(req, taskDir, budget);
+      return await this.create(req, taskDir, budget, sandbox);
     } finally {
       const n = this.startingOrigins.get(req.origin)! - 1;
       if (n > 0) this.startingOrigins.set(req.origin, n);
@@ -195,7 +201,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     }
   }
 
-  private async create(req: StartLoopRequest, taskDir: string, budget: ReturnType<LoopManager["budgetFor"]>): Promise<LoopSummary> {
+  private async create(req: StartLoopRequest, taskDir: string, budget: ReturnType<LoopManager["budgetFor"]>, sandbox: SandboxInfo): Promise<LoopSummary> {
     // Before any row exists: an origin, branch or task dir that is not there is refused, not a failed loop.
     await this.workspace.fetch(req.origin, req.branch, taskDir);
     if (this.running.size >= this.config.maxConcurrentLoops) {
@@ -216,6 +222,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
       stallTimeoutSeconds: req.stallTimeoutSeconds ?? this.config.stallTimeoutSeconds,
       ...budget,
       model: req.model ?? null,
+      sandbox,
     });
     const stop = new AbortController();
     const done = this.execute(id, stop.signal).finally(() => this.running.delete(id));
@@ -289,20 +296,28 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     await Promise.all([...this.running.values()].map((r) => r.done));
   }
 
-  private serverStarter(id: string, worktree: string) {
+  /** The plan of a loop's sandbox; refused connections become its events, a burst of them one event. */
+  private sandboxPlan(id: string) {
+    const row = this.get(id);
+    const refusals = refusalReporter((r) => this.record(id, { type: "sandbox.refused", time: new Date().toISOString(), ...r }));
+    this.refusals.set(id, refusals);
+    return sandboxPlanOf(this.config, row, this.workspace.sandboxMounts(row.origin, row.worktree), refusals.refused);
+  }
+
+  private serverStarter(id: string) {
     return async (): Promise<OpencodeServer> => {
-      const dir = join(this.config.workspaceDir, "state", id);
+      const pinned = pinnedProviders(this.config);
       const server = await startOpencodeServer({
-        cwd: worktree,
-        stateDir: join(dir, "opencode"),
-        logFile: join(dir, "opencode.log"),
-        ...this.settings,
+        sandbox: this.sandboxPlan(id),
+        logFile: join(this.config.workspaceDir, "state", id, "opencode.log"),
+        env: this.settings.env,
+        config: pinned || this.settings.config ? { ...this.settings.config, ...pinned } : undefined,
         // Survives a daemon crash so a restarted daemon can re-adopt it.
         keepAliveAfterParentExit: true,
       });
-      this.store.updateLoop(id, { opencodeUrl: server.url, opencodePid: server.pid, opencodePassword: server.password });
+      this.store.updateLoop(id, { opencodeSocket: server.socket, opencodePid: server.pid, opencodePassword: server.password });
       // Only attach needs it: the first iteration does not wait for it.
-      this.hostForAttach(id, server.port);
+      this.hostForAttach(id, server.socket);
       return server;
     };
   }
@@ -312,11 +327,11 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
    * service, in the background. Hostings of one loop run in order (opencode
    * may restart; hosting a key again replaces what it hosted).
    */
-  private hostForAttach(id: string, port: number): void {
+  private hostForAttach(id: string, socket: string): void {
     const service = loopsServiceName(this.config.name);
     this.store.updateLoop(id, { service });
     const hosted = (this.hostings.get(id) ?? Promise.resolve(false))
-      .then(() => this.host.host(id, service, port, id))
+      .then(() => this.host.host(id, service, socket, id))
       .then(
         () => true,
         (err: unknown) => {
@@ -338,7 +353,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
       throw new ApiError("conflict", `loop ${row.id} has no opencode to attach to (it is ${row.status})`);
     }
     // A hosting that failed (e.g. while the helper restarted) is tried once more now.
-    if (!(await hosting) && row.opencodeUrl) this.hostForAttach(id, Number(new URL(row.opencodeUrl).port));
+    if (!(await hosting) && row.opencodeSocket) this.hostForAttach(id, row.opencodeSocket);
     const latest = this.hostings.get(id);
     if (!latest) throw new ApiError("conflict", `loop ${row.id} has no opencode to attach to (it is ${this.get(id).status})`);
     if (!(await latest)) throw new ApiError("internal", `loop ${row.id}: its opencode could not be hosted for attach; see the daemon's log`);
@@ -367,7 +382,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     const row = this.get(id);
     let worktree = row.worktree;
     try {
-      if (!resume) worktree = await this.workspace.checkout(id, row.origin, row.branch);
+      if (!resume) worktree = await this.workspace.checkout(id, row.origin, row.branch, row.sandbox.mode === "on" ? sandboxUserOf(id) : undefined);
       const taskDir = resolveTaskDirIn(worktree, row.taskDir);
       this.setStatus(id, "running");
       const result = await runLoop({
@@ -381,7 +396,8 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
         permissionPolicy: this.config.permissionPolicy,
         takeGuidance: (iteration) => this.store.takeGuidance(id, iteration),
         signal,
-        startServer: this.serverStarter(id, worktree),
+        startServer: this.serverStarter(id),
+        head: () => this.workspace.fetchLoop(id, row.origin, worktree, row.branch),
         existingServer: resume?.server,
         // The interrupted iteration counts as done; the loop resumes after it.
         startIteration: resume ? row.iteration : undefined,
@@ -394,11 +410,11 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
           this.record(id, e);
         },
         afterIteration: async ({ committed }) => {
-          if (committed) await this.pushWithRetry(id, worktree, row.branch);
+          if (committed) await this.pushWithRetry(id, row.origin, worktree, row.branch);
         },
       });
       this.store.updateLoop(id, { usage: result.usage });
-      await this.pushWithRetry(id, worktree, row.branch);
+      await this.pushWithRetry(id, row.origin, worktree, row.branch);
       const reason = stop.aborted ? "stopped by request" : signal.aborted ? `time limit of ${this.config.loopTimeLimitSeconds}s reached` : result.reason;
       this.setStatus(id, result.status, reason);
     } catch (err) {
@@ -416,20 +432,22 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
       this.hostings.delete(id);
       await this.host.unhost(id).catch((err: unknown) => this.log(`loop ${id}: could not stop hosting its opencode: ${(err as Error).message}`));
     }
-    await this.workspace.detach(this.get(id).worktree).catch((err: unknown) => this.log(`loop ${id}: ${(err as Error).message}`));
-    // What only a running loop needs: its opencode's password, and its private
-    // state (providers installed per loop, ~65 MB). The worktree and log stay
-    // for inspection until the retention period ends.
-    this.store.updateLoop(id, { opencodePassword: null, opencodeUrl: null, opencodePid: null });
-    rmSync(join(this.config.workspaceDir, "state", id, "opencode"), { recursive: true, force: true });
+    this.refusals.get(id)?.flush();
+    this.refusals.delete(id);
+    // What only a running loop needs: its opencode's password, and its
+    // sandbox's HOME, /tmp and sockets. The worktree and log stay for
+    // inspection until the retention period ends.
+    this.store.updateLoop(id, { opencodePassword: null, opencodeSocket: null, opencodePid: null });
+    rmSync(sandboxDirOf(this.config.workspaceDir, id), { recursive: true, force: true });
   }
 
   /** Non-fatal: a push that fails three times is reported, and the next iteration's or the final push tries again. */
-  private async pushWithRetry(id: string, worktree: string, branch: string): Promise<void> {
+  private async pushWithRetry(id: string, origin: string, worktree: string, branch: string): Promise<void> {
     const time = () => new Date().toISOString();
     for (let attempt = 1; ; attempt++) {
       try {
-        const commit = await this.workspace.push(worktree, branch);
+        await this.workspace.fetchLoop(id, origin, worktree, branch);
+        const commit = await this.workspace.push(id, origin, branch);
         this.record(id, { type: "loop.pushed", time: time(), branch, commit });
         return;
       } catch (err) {
@@ -447,16 +465,17 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
    * After a daemon restart: loops whose opencode is still alive carry on with
    * it; the others are marked failed with the reason.
    */
-  readopt(): { adopted: string[]; failed: string[] } {
+  async readopt(): Promise<{ adopted: string[]; failed: string[] }> {
     const adopted: string[] = [];
     const failed: string[] = [];
     for (const row of this.store.activeLoops()) {
-      const { opencodePid: pid, opencodeUrl: url, opencodePassword: password } = row;
-      // The pid must still be that opencode, not a process that reused it.
-      if (pid && url && password && commandLineOf(pid)?.includes(new URL(url).port)) {
-        const server = adoptOpencodeServer({ url, username: OPENCODE_USERNAME, password, pid });
-        // The helper died with the previous ralphd: host its opencode again.
-        this.hostForAttach(row.id, Number(new URL(url).port));
+      const { opencodePid: pid, opencodeSocket: socket, opencodePassword: password } = row;
+      // The pid must still be that loop's sandbox, not a process that reused it.
+      if (pid && socket && password && commandLineOf(pid)?.some((arg) => arg.includes(socket))) {
+        // Its egress proxy died with the previous ralphd and starts again.
+        const server = await adoptOpencodeServer({ sandbox: this.sandboxPlan(row.id), password, pid });
+        // So did the host helper: host its opencode again.
+        this.hostForAttach(row.id, socket);
         const stop = new AbortController();
         const done = this.execute(row.id, stop.signal, { server }).finally(() => this.running.delete(row.id));
         this.running.set(row.id, { stop, done });

@@ -59,7 +59,7 @@ export class Retention {
   private async removeFiles(row: LoopRow): Promise<number> {
     const state = join(this.stateDir, row.id);
     const bytes = (await diskBytes(row.worktree)) + (await diskBytes(state));
-    await this.workspace.removeWorktree(row.origin, row.worktree);
+    await this.workspace.removeWorktree(row.id, row.origin, row.worktree);
     rmSync(state, { recursive: true, force: true });
     this.log(`loop ${row.id}: removed its worktree and log (${bytes} bytes)`);
     return bytes;

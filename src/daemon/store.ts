@@ -2,6 +2,7 @@ import Database from "better-sqlite3";
 import { chmodSync, existsSync } from "node:fs";
 import type { LoopState, RecordedEvent } from "../contract/events.js";
 import { emptyUsage, type Usage } from "../loop/usage.js";
+import type { SandboxInfo } from "../sandbox/info.js";
 
 export { ACTIVE_STATES, type LoopState } from "../contract/events.js";
 
@@ -31,7 +32,11 @@ export interface LoopRow {
   /** When the finished loop's worktree and log were removed (retention or 'ralph rm'). */
   prunedAt: string | null;
   service: string | null;
-  opencodeUrl: string | null;
+  /** What the loop runs in; loops of releases before the sandbox ran without one. */
+  sandbox: SandboxInfo;
+  /** The Unix socket its opencode answers on, while it runs. */
+  opencodeSocket: string | null;
+  /** Its sandbox's launcher, whose process group holds opencode and everything the agent started. */
   opencodePid: number | null;
   /** Secret: returned only to callers that need to attach. */
   opencodePassword: string | null;
@@ -59,10 +64,16 @@ const MIGRATIONS = [
    CREATE TABLE guidance (id INTEGER PRIMARY KEY AUTOINCREMENT, loopId TEXT NOT NULL, text TEXT NOT NULL, createdAt TEXT NOT NULL, deliveredIteration INTEGER);`,
   `ALTER TABLE loops ADD COLUMN prunedAt TEXT;
    CREATE INDEX events_loop ON events (loopId, seq);`,
+  `ALTER TABLE loops RENAME COLUMN opencodeUrl TO opencodeSocket;
+   ALTER TABLE loops ADD COLUMN sandbox TEXT;`,
 ];
 
-type Columns = Omit<LoopRow, "usage"> & { usage: string | null };
-const fromColumns = (c: Columns): LoopRow => ({ ...c, usage: c.usage ? (JSON.parse(c.usage) as Usage) : emptyUsage() });
+type Columns = Omit<LoopRow, "usage" | "sandbox"> & { usage: string | null; sandbox: string | null };
+const fromColumns = (c: Columns): LoopRow => ({
+  ...c,
+  usage: c.usage ? (JSON.parse(c.usage) as Usage) : emptyUsage(),
+  sandbox: c.sandbox ? (JSON.parse(c.sandbox) as SandboxInfo) : { mode: "off" },
+});
 
 /** The daemon's state: loops and their event log, in SQLite (WAL) so it survives a kill -9. */
 export class Store {
@@ -94,15 +105,15 @@ export class Store {
   }
 
   insertLoop(
-    row: Pick<LoopRow, "id" | "origin" | "branch" | "taskDir" | "worktree" | "maxIterations" | "iterationTimeoutSeconds" | "stallTimeoutSeconds" | "maxCostUsd" | "maxTokens" | "model">,
+    row: Pick<LoopRow, "id" | "origin" | "branch" | "taskDir" | "worktree" | "maxIterations" | "iterationTimeoutSeconds" | "stallTimeoutSeconds" | "maxCostUsd" | "maxTokens" | "model" | "sandbox">,
   ): void {
     const now = new Date().toISOString();
     this.db
       .prepare(
-        `INSERT INTO loops (id, origin, branch, taskDir, worktree, status, maxIterations, iterationTimeoutSeconds, stallTimeoutSeconds, maxCostUsd, maxTokens, model, createdAt, updatedAt)
-         VALUES (@id, @origin, @branch, @taskDir, @worktree, 'starting', @maxIterations, @iterationTimeoutSeconds, @stallTimeoutSeconds, @maxCostUsd, @maxTokens, @model, @now, @now)`,
+        `INSERT INTO loops (id, origin, branch, taskDir, worktree, status, maxIterations, iterationTimeoutSeconds, stallTimeoutSeconds, maxCostUsd, maxTokens, model, sandbox, createdAt, updatedAt)
+         VALUES (@id, @origin, @branch, @taskDir, @worktree, 'starting', @maxIterations, @iterationTimeoutSeconds, @stallTimeoutSeconds, @maxCostUsd, @maxTokens, @model, @sandbox, @now, @now)`,
       )
-      .run({ ...row, now });
+      .run({ ...row, sandbox: JSON.stringify(row.sandbox), now });
   }
 
   updateLoop(id: string, patch: Partial<Omit<LoopRow, "id" | "createdAt">>): void {

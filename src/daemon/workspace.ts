@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, isAbsolute, join, normalize, sep } from "node:path";
 import { execa } from "execa";
 import { ContainmentError, containedDir } from "../loop/contained.js";
@@ -44,7 +44,7 @@ export function resolveTaskDirIn(worktree: string, taskDir: string): string {
   }
 }
 
-/** One bare mirror per origin; a fresh worktree per loop. */
+/** One bare mirror per origin; a fresh clone per loop that borrows its objects. */
 export class Workspace {
   constructor(private readonly dir: string) {
     mkdirSync(join(dir, "repos"), { recursive: true, mode: 0o700 });
@@ -68,6 +68,8 @@ export class Workspace {
         await git(this.dir, ["init", "-q", "--bare", "--", bare], "git init");
         await git(bare, ["remote", "add", "origin", origin], "git remote add");
       }
+      // Loops' clones borrow its objects: none may ever be pruned under them (mirrors of earlier releases too).
+      await git(bare, ["config", "gc.auto", "0"], "git config");
       // Into remote-tracking refs: fetching into a branch a worktree has checked out is refused.
       await git(bare, ["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"], `git fetch ${origin}`).catch((err: Error) => {
         throw new ApiError("invalid_request", `cannot fetch ${origin} (${err.message}): check the URL, and that this daemon may read it`);
@@ -83,39 +85,64 @@ export class Workspace {
     }
   }
 
-  /** Checks out `branch`, as fetched by fetch(), in a new worktree for loop `id`. */
-  async checkout(id: string, origin: string, branch: string): Promise<string> {
+  /**
+   * A clone of `branch`, as fetched by fetch(), for loop `id`: its own git
+   * directory, which borrows the mirror's objects (read-only in the sandbox)
+   * instead of sharing the mirror's refs, where every other loop's branch is.
+   * `owner`: the sandbox's user when it is not ours (ralphd as root).
+   */
+  async checkout(id: string, origin: string, branch: string, owner?: { uid: number; gid: number }): Promise<string> {
     const bare = this.bareFor(origin);
-    await git(bare, ["worktree", "prune"], "git worktree prune");
     const worktree = join(this.dir, "loops", id);
-    // --force: a kept worktree of a finished loop may still have the branch
-    // checked out (a daemon that died before detaching it); no running loop
-    // has it, since one loop per branch runs at a time.
-    await git(bare, ["worktree", "add", "-q", "--force", "-B", branch, "--", worktree, `refs/remotes/origin/${branch}`], "git worktree add");
+    const tracking = `refs/remotes/origin/${branch}`;
+    await git(this.dir, ["init", "-q", "--", worktree], "git init");
+    writeFileSync(join(worktree, ".git", "objects", "info", "alternates"), join(bare, "objects") + "\n");
+    // Objects come through the alternate: this copies refs only.
+    await git(worktree, ["fetch", "-q", "--no-tags", "--", bare, `+${tracking}:${tracking}`], "git fetch from the mirror");
+    await git(worktree, ["checkout", "-q", "--no-track", "-B", branch, tracking], "git checkout");
+    // Sample hooks only; the sandbox shows the directory read-only.
+    rmSync(join(worktree, ".git", "hooks"), { recursive: true, force: true });
+    mkdirSync(join(worktree, ".git", "hooks"));
+    if (owner) await execa("chown", ["-hR", `${owner.uid}:${owner.gid}`, "--", worktree]);
     return worktree;
   }
 
-  /**
-   * A finished loop's worktree, kept for inspection, lets go of its branch so
-   * that the next loop on it can check it out; its files stay as they are.
-   */
-  async detach(worktree: string): Promise<void> {
-    if (existsSync(worktree)) await git(worktree, ["checkout", "-q", "--detach"], "git checkout --detach");
+  /** What a loop's sandbox must see read-only of its clone and the mirror: git's config and hooks, and the objects it borrows. */
+  sandboxMounts(origin: string, worktree: string): { rw: string[]; ro: string[] } {
+    const gitDir = join(worktree, ".git");
+    // .git itself is a mount point inside, so the agent can neither rename nor replace it.
+    return { rw: [gitDir], ro: [join(gitDir, "config"), join(gitDir, "hooks"), join(this.bareFor(origin), "objects")] };
   }
 
-  /** Pushes the loop's branch back, never forcing over someone else's work; returns the commit pushed. */
-  async push(worktree: string, branch: string): Promise<string> {
-    const commit = await git(worktree, ["rev-parse", "HEAD"], "git rev-parse");
-    await git(worktree, ["push", "-q", "--force-with-lease", "origin", `${commit}:refs/heads/${branch}`], "git push");
+  /**
+   * The commit the loop's branch is at in its clone, fetched into the mirror
+   * (as refs/ralph/ID) by git upload-pack, which is made to serve untrusted
+   * repositories: the daemon never runs git with the clone's own config.
+   */
+  async fetchLoop(id: string, origin: string, worktree: string, branch: string): Promise<string> {
+    const bare = this.bareFor(origin);
+    const ref = `refs/ralph/${id}`;
+    // The clone belongs to the sandbox's user when ralphd runs as root; fetch's
+    // own -c options do not reach the upload-pack it starts, this one's do.
+    const uploadPack = ["--upload-pack", "git -c safe.directory='*' upload-pack"];
+    await git(bare, ["fetch", "-q", "--no-tags", "--no-write-fetch-head", ...uploadPack, "--", join(worktree, ".git"), `+refs/heads/${branch}:${ref}`], `fetching ${branch} from the loop's clone`);
+    return git(bare, ["rev-parse", "--verify", `${ref}^{commit}`], "git rev-parse");
+  }
+
+  /** Pushes what fetchLoop fetched to the origin's branch, never forcing over someone else's work; returns the commit pushed. */
+  async push(id: string, origin: string, branch: string): Promise<string> {
+    const bare = this.bareFor(origin);
+    const commit = await git(bare, ["rev-parse", "--verify", `refs/ralph/${id}^{commit}`], "git rev-parse");
+    await git(bare, ["push", "-q", "--force-with-lease", "origin", `${commit}:refs/heads/${branch}`], "git push");
     return commit;
   }
 
-  /** Removes a loop's worktree (gone already is fine) and the mirror's record of it. */
-  async removeWorktree(origin: string, worktree: string): Promise<void> {
+  /** Removes a loop's clone (gone already is fine) and the mirror's record of its branch. */
+  async removeWorktree(id: string, origin: string, worktree: string): Promise<void> {
     // Removed as files: the worktree may hold symlinks out, which are removed, never followed.
     rmSync(worktree, { recursive: true, force: true });
     const bare = this.bareFor(origin);
-    if (existsSync(bare)) await git(bare, ["worktree", "prune"], "git worktree prune");
+    if (existsSync(bare)) await git(bare, ["update-ref", "-d", `refs/ralph/${id}`], "git update-ref -d");
   }
 
   /** The mirrors of origins not in `inUse`. */

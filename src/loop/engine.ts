@@ -2,12 +2,14 @@ import { join } from "node:path";
 import { homeDir } from "../config/paths.js";
 import { PrdError, allPass, loadPrd, nextStory, storyCounts, type Prd } from "../prd/prd.js";
 import { startOpencodeServer, type OpencodeServer } from "../opencode/server.js";
+import { refusalReporter } from "../sandbox/refusals.js";
 import { runTurn, type PermissionPolicy, type TurnResult } from "../opencode/session.js";
 import { sleep } from "../util/wait.js";
-import { stamp, type IterationOutcome, type LoopEvent, type LoopStatus } from "./events.js";
+import { stamp, type IterationOutcome, type LoopEvent, type LoopEventInput, type LoopStatus } from "./events.js";
 import { addUsage, budgetHit, describeBudgetHit, emptyUsage, type Budget, type Usage } from "./usage.js";
 import { ContainmentError, locateTaskDir } from "./contained.js";
 import { ensureBranch, headCommit } from "./git.js";
+import { localSandboxPlan, type LocalSandboxOptions } from "./local-sandbox.js";
 import { appendProgressRecord } from "./progress.js";
 import { buildPrompt, loadTemplate } from "./prompt.js";
 
@@ -37,8 +39,17 @@ export interface LoopOptions {
   backoffBaseMs?: number;
   signal?: AbortSignal;
   onEvent?: (e: LoopEvent) => void;
-  /** How to start opencode (the daemon passes its own; default: a private server under RALPH_HOME). */
+  /** How to start opencode (the daemon passes its own; default: a private server under RALPH_HOME, in a sandbox). */
   startServer?: (repoDir: string) => Promise<OpencodeServer>;
+  /** The default server's sandbox (default: on, the model's endpoints only). */
+  sandbox?: LocalSandboxOptions;
+  /**
+   * The commit the loop's branch is at, read without running git in the
+   * repository the agent controls (the daemon fetches it from its clone); the
+   * caller has put the repository on the PRD's branch. Default: the loop
+   * switches to the branch itself, and reads HEAD with git.
+   */
+  head?: () => Promise<string>;
   /** Resume on a server started before (daemon re-adoption). */
   existingServer?: OpencodeServer;
   /** Number of iterations already done (resume). */
@@ -81,8 +92,30 @@ const errorOf = (turn: TurnResult): string | undefined => {
   }
 };
 
-function privateServerStarter(runDir: string): (repoDir: string) => Promise<OpencodeServer> {
-  return (repoDir) => startOpencodeServer({ cwd: repoDir, stateDir: join(runDir, "opencode"), logFile: join(runDir, "opencode.log") });
+/**
+ * A local run's opencode: in a sandbox of its own under the run's directory.
+ * `check` says, after each iteration, whether the agent tampered with git's
+ * metadata in a way the sandbox cannot prevent.
+ */
+function privateServerStarter(opts: LoopOptions, runDir: string, emit: (e: LoopEventInput) => void): { start: (repoDir: string) => Promise<OpencodeServer>; check: () => string | undefined; close: () => void } {
+  const refusals = refusalReporter((r) => emit({ type: "sandbox.refused", ...r }));
+  let check: () => string | undefined = () => undefined;
+  return {
+    start: async (repoDir) => {
+      const local = await localSandboxPlan({
+        repoDir,
+        runDir,
+        name: `run-${opts.run?.id ?? `${process.pid}-${Date.now()}`}`,
+        model: opts.model,
+        sandbox: opts.sandbox ?? { enabled: true },
+        onRefused: refusals.refused,
+      });
+      check = local.checkGit;
+      return startOpencodeServer({ sandbox: local.plan, env: local.env, logFile: join(runDir, "opencode.log") });
+    },
+    check: () => check(),
+    close: refusals.flush,
+  };
 }
 
 const DEFAULT_STALL_MS = 5 * 60_000;
@@ -114,17 +147,19 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
   const { repoDir, taskDir, prdFile } = task;
   const progressFile = join(taskDir, "progress.txt");
   let prd = task.prd;
-  await ensureBranch(repoDir, prd.branchName);
+  if (!opts.head) await ensureBranch(repoDir, prd.branchName);
+  const head = opts.head ?? (() => headCommit(repoDir));
   const template = loadTemplate(taskDir, repoDir);
   emit({ type: "run.started", ...(opts.run ? { runId: opts.run.id } : {}), taskDir, branch: prd.branchName, ...storyCounts(prd), maxIterations: opts.maxIterations, budget });
 
-  const startServer = opts.startServer ?? privateServerStarter(opts.run?.dir ?? homeDir("runs", `${Date.now()}-${process.pid}`));
+  const local = opts.startServer ? undefined : privateServerStarter(opts, opts.run?.dir ?? homeDir("runs", `${Date.now()}-${process.pid}`), emit);
+  const startServer = opts.startServer ?? local!.start;
   let server: OpencodeServer | undefined = opts.existingServer;
   const ensureServer = async (): Promise<OpencodeServer> => {
     if (server?.alive()) return server;
     if (server) emit({ type: "opencode.restarted", reason: `opencode (pid ${server.pid}) exited` });
     server = await startServer(repoDir);
-    emit({ type: "opencode.started", url: server.url, port: server.port, pid: server.pid });
+    emit({ type: "opencode.started", socket: server.socket, pid: server.pid, sandbox: server.sandbox });
     return server;
   };
 
@@ -134,6 +169,7 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
   let cutShort = false;
   const finish = async (status: LoopStatus, reason?: string): Promise<LoopResult> => {
     await server?.stop().catch(() => undefined);
+    local?.close();
     const result = { status, iterations: iteration, ...storyCounts(prd), durationMs: Date.now() - t0, ...(reason ? { reason } : {}), usage };
     emit({ type: "run.ended", ...result });
     return result;
@@ -151,13 +187,15 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
       iteration++;
       const story = nextStory(prd);
       const before = storyCounts(prd).passed;
-      const headBefore = await headCommit(repoDir);
+      const headBefore = await head();
       const started = Date.now();
       let turn: TurnResult;
       const overBudget = new AbortController();
       const spentBefore = usage;
+      let hitsBefore = server?.limitHits();
       try {
         const srv = await ensureServer();
+        hitsBefore = srv.limitHits();
         emit({ type: "iteration.started", iteration, storyId: story?.id, storyTitle: story?.title });
         const guidance = opts.takeGuidance?.(iteration) ?? [];
         for (const text of guidance) emit({ type: "loop.guidance", iteration, text });
@@ -184,9 +222,19 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
       }
       usage = addUsage(usage, turn.usage);
       if (turn.kind === "aborted") return await finish("stopped", "stopped by request");
+      const tampered = local?.check();
+      if (tampered) return await finish("failed", tampered);
+      // A limit the sandbox ran into fails the iteration, whatever the agent made of it.
+      const hits = server?.limitHits();
+      for (const limit of ["memory", "pids"] as const) {
+        if (!hits || !hitsBefore || hits[limit] <= hitsBefore[limit]) continue;
+        const max = limit === "memory" ? server!.sandbox.limits?.memoryMb ?? 0 : server!.sandbox.limits?.pids ?? 0;
+        emit({ type: "loop.limit", iteration, limit, max });
+        turn = { kind: "error", message: limit === "memory" ? `ran out of its memory limit (${max} MB)` : `ran into its limit of ${max} processes`, usage: turn.usage };
+      }
       if (turn.kind === "stalled") emit({ type: "loop.stalled", iteration, idleSeconds: Math.round(turn.idleMs / 1000) });
       cutShort = turn.kind === "interrupted";
-      const committed = (await headCommit(repoDir)) !== headBefore;
+      const committed = (await head()) !== headBefore;
       const durationMs = Date.now() - started;
       const error = errorOf(turn);
       let outcome: IterationOutcome;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { SandboxInfoSchema } from "../sandbox/info.js";
 import { BudgetSchema, UsageSchema } from "./usage-schema.js";
 
 export const LoopStatusSchema = z.enum(["completed", "exhausted", "failed", "stopped", "budget"]);
@@ -24,7 +25,7 @@ export const LoopEventSchema = z.discriminatedUnion("type", [
     budget: BudgetSchema,
   }),
   // Never carries the server's password.
-  z.object({ ...base, type: z.literal("opencode.started"), url: z.string(), port: z.number(), pid: z.number() }),
+  z.object({ ...base, type: z.literal("opencode.started"), socket: z.string(), pid: z.number(), sandbox: SandboxInfoSchema }),
   z.object({ ...base, type: z.literal("opencode.restarted"), reason: z.string() }),
   z.object({ ...base, type: z.literal("iteration.started"), iteration: z.number(), storyId: z.string().optional(), storyTitle: z.string().optional(), sessionId: z.string().optional() }),
   z.object({ ...base, type: z.literal("tool"), iteration: z.number(), tool: z.string(), status: z.string(), title: z.string().optional() }),
@@ -49,6 +50,10 @@ export const LoopEventSchema = z.discriminatedUnion("type", [
   z.object({ ...base, type: z.literal("loop.stalled"), iteration: z.number(), idleSeconds: z.number() }),
   /** The owner's guidance ('ralph say'), delivered in this iteration's prompt. */
   z.object({ ...base, type: z.literal("loop.guidance"), iteration: z.number(), text: z.string() }),
+  /** The sandbox refused connections to a host off its allowlist (counted since the last such event for that host). */
+  z.object({ ...base, type: z.literal("sandbox.refused"), host: z.string(), port: z.number(), count: z.number() }),
+  /** The iteration ran into one of the sandbox's limits, and failed. */
+  z.object({ ...base, type: z.literal("loop.limit"), iteration: z.number(), limit: z.enum(["memory", "pids"]), max: z.number() }),
   z.object({ ...base, type: z.literal("loop.budget"), limit: z.enum(["cost", "tokens"]), max: z.number(), used: z.number().nullable(), duringIteration: z.boolean() }),
   z.object({
     ...base,

@@ -14,7 +14,13 @@ export const ModelScriptSchema = z.discriminatedUnion("kind", [
    * bash tool call. `askFirst`: calls opencode's question tool before that,
    * as real models do. `hangAfterTool`: never answers after the bash call.
    */
-  z.object({ kind: z.literal("ralph-agent"), askFirst: z.boolean().optional(), hangAfterTool: z.boolean().optional() }),
+  z.object({
+    kind: z.literal("ralph-agent"),
+    askFirst: z.boolean().optional(),
+    hangAfterTool: z.boolean().optional(),
+    /** A shell command the agent runs first in every turn, before the story's: a prompt-injected agent's attack, say. */
+    first: z.string().optional(),
+  }),
   /** Answers in words and changes nothing: a loop on it never finishes. */
   z.object({ kind: z.literal("idle") }),
   /** Answers every request with an HTTP error. */
@@ -33,6 +39,10 @@ export interface ScriptedModel {
   requestCount(): number;
   /** The user prompts of the agent turns it answered, oldest first. */
   prompts(): string[];
+  /** What the agent's tool calls returned, as opencode sent it back, oldest first (each once). */
+  toolOutputs(): string[];
+  /** Every request body it received, as sent: what an agent could exfiltrate through its model. */
+  received(): string;
   setScript(script: ModelScript): void;
   close(): Promise<void>;
 }
@@ -40,6 +50,7 @@ export interface ScriptedModel {
 interface ChatMessage {
   role: string;
   content?: unknown;
+  tool_call_id?: string;
   tool_calls?: { function?: { name?: string } }[];
 }
 interface ChatRequest {
@@ -107,6 +118,7 @@ function answerFor(script: z.output<typeof ModelScriptSchema>, req: ChatRequest)
   if (script.kind !== "ralph-agent") return "hang";
   // ralph-agent: (ask,) act once on the user's prompt, then report after the tool result.
   const lastTool = messages.findLast((m) => m.role === "assistant" && m.tool_calls?.length)?.tool_calls?.[0]?.function?.name;
+  const bashCalls = messages.filter((m) => m.role === "assistant" && m.tool_calls?.[0]?.function?.name === "bash").length;
   if (last?.role === "user" && script.askFirst) {
     return {
       toolCall: {
@@ -115,7 +127,8 @@ function answerFor(script: z.output<typeof ModelScriptSchema>, req: ChatRequest)
       },
     };
   }
-  if (last?.role === "tool" && lastTool === "bash") {
+  if (script.first && bashCalls === 0) return { toolCall: { name: "bash", args: { command: script.first, description: "Look around first" } } };
+  if (last?.role === "tool" && lastTool === "bash" && bashCalls >= (script.first ? 2 : 1)) {
     return script.hangAfterTool ? "hang" : { text: "Implemented the story, committed it and marked it as passing." };
   }
   const match = new RegExp(`${PRD_MARKER}\\s*(\\S+)`).exec(userPrompt(messages));
@@ -128,6 +141,8 @@ export async function startScriptedModel(opts: { port?: number; script: ModelScr
   let requests = 0;
   let callSeq = 0;
   const prompts: string[] = [];
+  const toolOutputs = new Map<string, string>();
+  const bodies: string[] = [];
   const hanging = new Set<ServerResponse>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -137,7 +152,10 @@ export async function startScriptedModel(opts: { port?: number; script: ModelScr
     }
     if (req.method !== "POST" || !url.endsWith("/chat/completions")) return json(res, 404, { error: { message: "not found" } });
     requests++;
-    const body = JSON.parse((await readBody(req)) || "{}") as ChatRequest;
+    const raw = await readBody(req);
+    bodies.push(raw);
+    const body = JSON.parse(raw || "{}") as ChatRequest;
+    for (const m of body.messages ?? []) if (m.role === "tool" && m.tool_call_id && !toolOutputs.has(m.tool_call_id)) toolOutputs.set(m.tool_call_id, textOf(m.content));
     if (script.kind === "error") {
       return json(res, script.status, { error: { message: "scripted model error", type: "invalid_request_error" } });
     }
@@ -195,6 +213,8 @@ export async function startScriptedModel(opts: { port?: number; script: ModelScr
     port,
     requestCount: () => requests,
     prompts: () => [...prompts],
+    toolOutputs: () => [...toolOutputs.values()],
+    received: () => bodies.join("\n"),
     setScript(s) {
       script = ModelScriptSchema.parse(s);
       releaseHanging();

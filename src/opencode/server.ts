@@ -1,31 +1,37 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { SupervisedProcess, pidAlive, releaseFromParentExit, signalGroup } from "../process/supervisor.js";
+import { openSandbox, SANDBOX_OPENCODE_PORT, type OpenSandbox, type SandboxInfo, type SandboxPlan } from "../sandbox/sandbox.js";
+import type { LimitHits } from "../sandbox/limits.js";
 import { freePort } from "../util/ports.js";
+import { socketFetch } from "../util/socket-fetch.js";
 import { waitFor } from "../util/wait.js";
 import { opencodeBinary } from "./binary.js";
 
 export interface OpencodeServer {
-  url: string;
-  port: number;
+  /** The Unix socket it answers on (only its owner may open it): never a TCP port. */
+  socket: string;
+  /** fetch over that socket; URLs are http://opencode/... */
+  fetch: typeof fetch;
   username: string;
   password: string;
+  /** The sandbox's launcher (unsandboxed: the init's), whose process group is the server's. */
   pid: number;
+  sandbox: SandboxInfo;
   /** Resolves when the process exits. */
   exited: Promise<unknown>;
   alive(): boolean;
-  /** Stops the server's whole process group: SIGTERM, then SIGKILL. */
+  /** Times the sandbox hit its memory and process limits so far. */
+  limitHits(): LimitHits;
+  /** Stops the sandbox (everything in it) and its egress proxy. */
   stop(): Promise<void>;
 }
 
 export interface StartOpencodeOptions {
-  /** The repository (worktree) the agent works in. */
-  cwd: string;
-  /** Private state: opencode's XDG data, cache, config and state dirs live here. */
-  stateDir: string;
+  /** Where and how it runs: the worktree, the loop's private directory, the sandbox or the opt-out. */
+  sandbox: SandboxPlan;
   logFile: string;
-  /** Extra environment, e.g. model API keys. Values are redacted from the log. */
+  /** Model API keys and the like: the whole environment it gets beside its own settings. Never logged. */
   env?: Record<string, string>;
   /** opencode config merged over the repo's own (e.g. a demo model provider). */
   config?: Record<string, unknown>;
@@ -35,15 +41,17 @@ export interface StartOpencodeOptions {
 }
 
 export const OPENCODE_USERNAME = "opencode";
+/** The host part of URLs sent over an opencode server's socket. */
+export const OPENCODE_BASE_URL = "http://opencode";
 
 export function basicAuth(username: string, password: string): string {
   return "Basic " + Buffer.from(`${username}:${password}`).toString("base64");
 }
 
 /** True when the server answers /global/health as healthy. */
-export async function opencodeHealthy(url: string, username: string, password: string): Promise<boolean> {
-  const res = await fetch(`${url}/global/health`, {
-    headers: { authorization: basicAuth(username, password) },
+async function healthy(fetcher: typeof fetch, password: string): Promise<boolean> {
+  const res = await fetcher(`${OPENCODE_BASE_URL}/global/health`, {
+    headers: { authorization: basicAuth(OPENCODE_USERNAME, password) },
     signal: AbortSignal.timeout(2000),
   });
   if (!res.ok) return false;
@@ -51,31 +59,46 @@ export async function opencodeHealthy(url: string, username: string, password: s
   return body.healthy === true;
 }
 
-/** Identity for commits the agent makes when the machine has none configured. */
-const gitIdentityDefaults = {
+/** Identity for commits the agent makes. */
+const gitIdentity = {
   GIT_AUTHOR_NAME: "Ralph",
   GIT_AUTHOR_EMAIL: "ralph@localhost",
   GIT_COMMITTER_NAME: "Ralph",
   GIT_COMMITTER_EMAIL: "ralph@localhost",
 };
 
+function serverOf(box: OpenSandbox, password: string, pid: number, exited: Promise<unknown>, alive: () => boolean, stopProcess: () => Promise<void>): OpencodeServer {
+  // However it ends, its egress proxy and cgroups go with it.
+  void exited.then(() => box.close());
+  return {
+    socket: box.socket,
+    fetch: socketFetch(box.socket),
+    username: OPENCODE_USERNAME,
+    password,
+    pid,
+    sandbox: box.info,
+    exited,
+    alive,
+    limitHits: () => box.hits(),
+    stop: async () => {
+      await stopProcess();
+      await box.close();
+    },
+  };
+}
+
 export async function startOpencodeServer(opts: StartOpencodeOptions): Promise<OpencodeServer> {
   const bin = opencodeBinary();
-  const port = await freePort();
+  const box = await openSandbox({ ...opts.sandbox, ro: [...opts.sandbox.ro, bin] });
   const password = randomBytes(24).toString("base64url");
-  const xdg = (name: string) => {
-    const dir = join(opts.stateDir, name);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    return dir;
-  };
-  const env: NodeJS.ProcessEnv = {
-    ...gitIdentityDefaults,
-    ...process.env,
+  const home = join(opts.sandbox.dir, "home");
+  const env: Record<string, string> = {
+    ...gitIdentity,
     ...opts.env,
-    XDG_DATA_HOME: xdg("data"),
-    XDG_CACHE_HOME: xdg("cache"),
-    XDG_CONFIG_HOME: xdg("config"),
-    XDG_STATE_HOME: xdg("state"),
+    XDG_DATA_HOME: join(home, ".local", "share"),
+    XDG_CACHE_HOME: join(home, ".cache"),
+    XDG_CONFIG_HOME: join(home, ".config"),
+    XDG_STATE_HOME: join(home, ".local", "state"),
     OPENCODE_SERVER_USERNAME: OPENCODE_USERNAME,
     OPENCODE_SERVER_PASSWORD: password,
     OPENCODE_DISABLE_MODELS_FETCH: "1",
@@ -84,70 +107,61 @@ export async function startOpencodeServer(opts: StartOpencodeOptions): Promise<O
     OPENCODE_PERMISSION: JSON.stringify({ "*": "allow" }),
   };
   if (opts.config) env.OPENCODE_CONFIG_CONTENT = JSON.stringify(opts.config);
-  const proc = await SupervisedProcess.spawn({
-    name: "opencode",
-    command: bin,
-    args: ["serve", "--hostname", "127.0.0.1", "--port", String(port)],
-    cwd: opts.cwd,
-    env,
-    logFile: opts.logFile,
-    redact: [password, ...Object.values(opts.env ?? {})],
-    // A server that must outlive us writes its log itself: a pipe to a dead
-    // parent would break its writes. It prints neither its password nor its env.
-    outputToFileOnly: opts.keepAliveAfterParentExit,
-  });
+  // In its own network namespace any port will do; unsandboxed it shares the host's loopback.
+  const port = box.info.mode === "on" ? SANDBOX_OPENCODE_PORT : await freePort();
+  const launch = box.command([bin, "serve", "--hostname", "127.0.0.1", "--port", String(port)], port, env, opts.keepAliveAfterParentExit);
+  let proc: SupervisedProcess;
+  try {
+    proc = await SupervisedProcess.spawn({
+      name: "opencode",
+      command: launch.command,
+      args: launch.args,
+      cwd: opts.sandbox.worktree,
+      env: launch.env,
+      logFile: opts.logFile,
+      redact: [password, ...Object.values(opts.env ?? {})],
+      // A server that must outlive us writes its log itself: a pipe to a dead
+      // parent would break its writes. It prints neither its password nor its env.
+      outputToFileOnly: opts.keepAliveAfterParentExit,
+    });
+  } catch (err) {
+    await box.close();
+    throw err;
+  }
   if (opts.keepAliveAfterParentExit) releaseFromParentExit(proc);
-  const url = `http://127.0.0.1:${port}`;
+  const server = serverOf(box, password, proc.pid, proc.exited, () => proc.running, async () => void (await proc.stop(5000)));
   const exitedEarly = new AbortController();
   void proc.exited.then(() => exitedEarly.abort(new Error(`opencode exited before it was ready: ${proc.describeExit()}`)));
   try {
-    await waitFor(() => opencodeHealthy(url, OPENCODE_USERNAME, password), {
-      what: `opencode on ${url} to report healthy`,
+    await waitFor(() => healthy(server.fetch, password), {
+      what: `opencode on ${box.socket} to report healthy`,
       timeoutMs: opts.readyTimeoutMs ?? 60_000,
-      intervalMs: 200,
+      intervalMs: 100,
       signal: exitedEarly.signal,
     });
   } catch (err) {
-    await proc.stop(2000);
+    await server.stop();
     throw err;
   }
-  return {
-    url,
-    port,
-    username: OPENCODE_USERNAME,
-    password,
-    pid: proc.pid,
-    exited: proc.exited,
-    alive: () => proc.running,
-    stop: async () => {
-      await proc.stop(5000);
-    },
-  };
+  return server;
 }
 
 /**
- * A server started by an earlier process (the daemon before a restart). We
+ * A server started by an earlier process (the daemon before a restart). Its
+ * sandbox's egress proxy died with that process and starts again here. We
  * cannot wait on a non-child, so exit is noticed by polling the pid.
  */
-export function adoptOpencodeServer(info: { url: string; username: string; password: string; pid: number; port?: number }): OpencodeServer {
+export async function adoptOpencodeServer(info: { sandbox: SandboxPlan; password: string; pid: number }): Promise<OpencodeServer> {
+  const box = await openSandbox(info.sandbox, { adopt: true });
   const alive = () => pidAlive(info.pid);
   const exited = waitFor(() => !alive(), { what: `opencode pid ${info.pid} to exit`, timeoutMs: Number.MAX_SAFE_INTEGER, intervalMs: 500 });
-  return {
-    url: info.url,
-    port: info.port ?? Number(new URL(info.url).port),
-    username: info.username,
-    password: info.password,
-    pid: info.pid,
-    exited,
-    alive,
-    stop: async () => {
-      signalGroup(info.pid, "SIGTERM");
-      try {
-        await waitFor(() => !alive(), { what: "opencode to stop", timeoutMs: 5000, intervalMs: 100 });
-      } catch {
-        signalGroup(info.pid, "SIGKILL");
-        await waitFor(() => !alive(), { what: `opencode (pid ${info.pid}) to die after SIGKILL`, timeoutMs: 5000, intervalMs: 100 });
-      }
-    },
-  };
+  return serverOf(box, info.password, info.pid, exited, alive, async () => {
+    signalGroup(info.pid, "SIGTERM");
+    try {
+      await waitFor(() => !alive(), { what: "opencode to stop", timeoutMs: 5000, intervalMs: 100 });
+    } catch {
+      signalGroup(info.pid, "SIGKILL");
+      await waitFor(() => !alive(), { what: `opencode (pid ${info.pid}) to die after SIGKILL`, timeoutMs: 5000, intervalMs: 100 });
+    }
+  });
 }

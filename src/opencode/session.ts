@@ -1,6 +1,6 @@
 import { createOpencodeClient, type OpencodeClient } from "@opencode-ai/sdk/v2";
 import { emptyUsage, type Usage } from "../loop/usage.js";
-import { basicAuth, type OpencodeServer } from "./server.js";
+import { basicAuth, OPENCODE_BASE_URL, type OpencodeServer } from "./server.js";
 import { pricedModels, usageOf, type AssistantUsage } from "./usage.js";
 
 /** How a turn ended, before its usage is added. */
@@ -59,7 +59,7 @@ export interface TurnOptions {
 }
 
 export const clientFor = (server: OpencodeServer): OpencodeClient =>
-  createOpencodeClient({ baseUrl: server.url, headers: { authorization: basicAuth(server.username, server.password) } });
+  createOpencodeClient({ baseUrl: OPENCODE_BASE_URL, fetch: server.fetch, headers: { authorization: basicAuth(server.username, server.password) } });
 
 const priceLists = new WeakMap<OpencodeServer, Promise<Set<string>>>();
 /** Fetched once per server; a failed fetch is retried next time. */

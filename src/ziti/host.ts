@@ -13,13 +13,14 @@ import { ensureHostBinary } from "./binary.js";
  */
 export interface ZitiHost {
   /**
-   * Hosts `service` under `key`, forwarding to 127.0.0.1:port; with a
+   * Hosts `service` under `key`, forwarding to a Unix socket (a path) or
+   * to 127.0.0.1:port (a number); with a
    * terminator, as that addressable terminator of it. Resolves once the
    * controller has the terminator (dialable); rejects with the helper's
    * reason (e.g. the identity may not bind that service). Hosting a key
    * again replaces what it hosted.
    */
-  host(key: string, service: string, port: number, terminator?: string): Promise<void>;
+  host(key: string, service: string, target: HostTarget, terminator?: string): Promise<void>;
   /** Stops hosting `key`; resolves when the helper has closed its listener. */
   unhost(key: string): Promise<void>;
   /**
@@ -44,9 +45,12 @@ interface HostEvent {
   ids?: string[];
 }
 
+/** Where a hosting forwards: a Unix socket's path, or a port on 127.0.0.1. */
+export type HostTarget = string | number;
+
 interface Spec {
   service: string;
-  port: number;
+  target: HostTarget;
   terminator?: string;
 }
 
@@ -104,7 +108,9 @@ export async function startZitiHost(opts: {
     if (op === "unhost") return { op, key };
     if (op === "check" || op === "terminators") return { op, key, service };
     const spec = wanted.get(key);
-    return spec && { op, key, service: spec.service, port: spec.port, ...(spec.terminator ? { terminator: spec.terminator } : {}) };
+    if (!spec) return undefined;
+    const target = typeof spec.target === "number" ? { port: spec.target } : { socket: spec.target };
+    return { op, key, service: spec.service, ...target, ...(spec.terminator ? { terminator: spec.terminator } : {}) };
   };
 
   const send = (key: string, op: Op, service?: string): Promise<HostEvent | undefined> =>
@@ -279,10 +285,10 @@ export async function startZitiHost(opts: {
   }
 
   return {
-    host: (key, service, port, terminator) =>
+    host: (key, service, target, terminator) =>
       enqueue(key, async () => {
         if (stopped) throw new Error("the Ziti host helper was stopped");
-        wanted.set(key, { service, port, terminator });
+        wanted.set(key, { service, target, terminator });
         try {
           await send(key, "host");
         } catch (err) {

@@ -128,10 +128,10 @@ test("two loops started remotely on two branches run concurrently and complete; 
   const db = new Database(join(home, "daemon", "state.db"), { readonly: true });
   try {
     for (const id of [a, b]) {
-      const row = db.prepare("SELECT opencodePassword, opencodeUrl, opencodePid FROM loops WHERE id = ?").get(id);
-      assert.deepEqual(row, { opencodePassword: null, opencodeUrl: null, opencodePid: null }, `loop ${id}'s opencode secret is erased`);
+      const row = db.prepare("SELECT opencodePassword, opencodeSocket, opencodePid FROM loops WHERE id = ?").get(id);
+      assert.deepEqual(row, { opencodePassword: null, opencodeSocket: null, opencodePid: null }, `loop ${id}'s opencode secret is erased`);
       const state = join(home, "daemon", "workspace", "state", id);
-      assert.ok(!existsSync(join(state, "opencode")), `loop ${id}'s opencode state is removed`);
+      assert.ok(!existsSync(join(state, "box")), `loop ${id}'s sandbox (HOME, /tmp, sockets) is removed`);
       assert.ok(existsSync(join(state, "opencode.log")), `loop ${id}'s opencode log stays`);
     }
   } finally {
@@ -264,7 +264,9 @@ test("ralph attach --print-url right after ralph start waits for the loop's open
   assert.ok(sessions.some((s) => s.title === "Ralph iteration"), "the URL leads to the loop's own opencode");
   assert.equal((await fetch(`${url}/session`)).status, 401, "and it still wants the loop's password");
   const listeners = listenersOfTree(process.pid);
-  for (const what of ["ralphd", "opencode", "ralph-ziti-dial", "quickstart"]) assert.ok(listeners.some((l) => l.command.includes(what)), `${what} listens`);
+  for (const what of ["ralph-ziti-dial", "quickstart"]) assert.ok(listeners.some((l) => l.command.includes(what)), `${what} listens`);
+  // ralphd's control API and the loop's opencode are Unix sockets; opencode's own port is in its sandbox's network namespace.
+  for (const what of ["ralphd", "opencode"]) assert.deepEqual(listeners.filter((l) => l.command.includes(what)), [], `${what} has no TCP listener on this host`);
   assert.deepEqual(listeners.filter((l) => !isLoopbackAddress(l.address)), [], "nothing listens beyond 127.0.0.1");
   child.kill("SIGINT");
   assert.equal(await exited, 0);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { runLoop } from "../../src/loop/engine.js";
 import { startOpencodeServer } from "../../src/opencode/server.js";
+import { DEFAULT_LIMITS } from "../../src/sandbox/limits.js";
 import type { LoopEvent } from "../../src/loop/events.js";
 import { SCRIPTED_QUESTION, startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { NO_HUMAN } from "../../src/opencode/session.js";
@@ -194,7 +195,10 @@ test("a stop that arrives while opencode is starting ends the loop at once, not 
     signal: stop.signal,
     onEvent,
     startServer: async (repoDir) => {
-      const server = await startOpencodeServer({ cwd: repoDir, stateDir: join(f.home, "opencode"), logFile: join(f.home, "opencode.log") });
+      const server = await startOpencodeServer({
+        sandbox: { enabled: true, name: "stop-test", dir: join(f.home, "box"), worktree: repoDir, ro: [], allow: [], limits: DEFAULT_LIMITS, onRefused: () => undefined },
+        logFile: join(f.home, "opencode.log"),
+      });
       stop.abort();
       return server;
     },

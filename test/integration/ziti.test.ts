@@ -7,13 +7,14 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createServer as createHttpServer } from "node:http";
 import { connect, createServer, type AddressInfo } from "node:net";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { scriptedModelConfig } from "../../src/model/opencode-config.js";
-import { basicAuth, startOpencodeServer, type OpencodeServer } from "../../src/opencode/server.js";
+import { basicAuth, OPENCODE_BASE_URL, startOpencodeServer, type OpencodeServer } from "../../src/opencode/server.js";
+import { DEFAULT_LIMITS } from "../../src/sandbox/limits.js";
 import { enrollIdentity } from "../../src/ziti/enroll.js";
 import { ManagementClient } from "../../src/ziti/mgmt.js";
 import { LOCAL_NAME, createMachineIdentity, localManagementClient, revokeMachineIdentity } from "../../src/ziti/network.js";
@@ -46,11 +47,16 @@ before(async () => {
   network = await startTestNetwork("ralph-ziti");
   model = await startScriptedModel({ script: { kind: "reply", text: REPLY } });
   work = mkdtempSync(join(tmpdir(), "ralph-ziti-oc-"));
-  opencode = await startOpencodeServer({ cwd: work, stateDir: join(work, "state"), logFile: join(work, "opencode.log"), config: scriptedModelConfig(model.baseUrl) });
+  mkdirSync(join(work, "repo"));
+  opencode = await startOpencodeServer({
+    sandbox: { enabled: true, name: "ziti-test", dir: join(work, "box"), worktree: join(work, "repo"), ro: [], allow: [{ host: "127.0.0.1", port: model.port }], limits: DEFAULT_LIMITS, onRefused: () => undefined },
+    logFile: join(work, "opencode.log"),
+    config: scriptedModelConfig(model.baseUrl),
+  });
   auth = { authorization: basicAuth(opencode.username, opencode.password) };
   mgmt = await localManagementClient();
   host = await startZitiHost({ identityFile: network.net.daemonIdentityFile, logFile: join(network.home, "host.log") });
-  await host.host(OC, SERVICE, opencode.port, OC);
+  await host.host(OC, SERVICE, opencode.socket, OC);
   proxy = await startProxyTunnel({ identityFile: network.net.clientIdentityFile, service: SERVICE, terminator: OC, logFile: join(network.home, "proxy.log") });
 });
 
@@ -66,7 +72,7 @@ after(async () => {
 const viaProxy = (path: string, init: RequestInit = {}) => fetch(proxy.url + path, { ...init, headers: { ...auth, "content-type": "application/json", ...(init.headers ?? {}) } });
 
 test("health through the overlay is identical to direct access", async () => {
-  const direct = await (await fetch(`${opencode.url}/global/health`, { headers: auth })).json();
+  const direct = await (await opencode.fetch(`${OPENCODE_BASE_URL}/global/health`, { headers: auth })).json();
   const overlay = await (await viaProxy("/global/health")).json();
   assert.deepEqual(overlay, direct);
   assert.equal((overlay as { healthy: boolean }).healthy, true);
@@ -161,8 +167,8 @@ test("a daemon identity hosts only its own daemon's services; a client may only 
   const otherControl = (await mgmt.getService(controlServiceName("other")))!;
   const otherHost = await startZitiHost({ identityFile: otherFile, logFile: join(network.home, "other-host.log") });
   extraHosts.push(otherHost);
-  await otherHost.host("control", otherControl.name, opencode.port);
-  await assert.rejects(otherHost.host("intruder", SERVICE, opencode.port, "intruder"), /service ralph-loops-local is not visible to this identity/);
+  await otherHost.host("control", otherControl.name, opencode.socket);
+  await assert.rejects(otherHost.host("intruder", SERVICE, opencode.socket, "intruder"), /service ralph-loops-local is not visible to this identity/);
   assert.equal((await mgmt.terminators(serviceId)).length, terminatorsBefore, "the other daemon did not bind the local daemon's service");
   assert.deepEqual(await mgmt.policyAdvice(otherId, serviceId), { bind: false, dial: false });
   assert.deepEqual(await mgmt.policyAdvice(otherId, otherControl.id), { bind: true, dial: false });
@@ -243,7 +249,6 @@ test("the host keeps serving while clients abort many streams", async () => {
 test("nothing of the network, the tunnelers, opencode or the client proxy listens beyond 127.0.0.1", () => {
   const listeners = listenersOfTree(process.pid);
   assert.ok(listeners.some((l) => l.port === Number(new URL(proxy.url).port)), "the client proxy is among them");
-  assert.ok(listeners.some((l) => l.port === opencode.port), "and opencode");
   assert.ok(listeners.some((l) => l.command.includes("quickstart")), "and the controller and router");
   assert.deepEqual(listeners.filter((l) => !isLoopbackAddress(l.address)), []);
 });

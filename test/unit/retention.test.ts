@@ -43,10 +43,9 @@ test("prune removes worktrees and logs of loops finished before the retention pe
     const worktree = await workspace.checkout(id, o, "ralph/x");
     mkdirSync(join(ws, "state", id), { recursive: true });
     writeFileSync(join(ws, "state", id, "opencode.log"), "log\n");
-    store.insertLoop({ id, origin: o, branch: "ralph/x", taskDir: "task", worktree, maxIterations: 1, iterationTimeoutSeconds: 60, stallTimeoutSeconds: 60, maxCostUsd: null, maxTokens: null, model: null });
+    store.insertLoop({ id, origin: o, branch: "ralph/x", taskDir: "task", worktree, maxIterations: 1, iterationTimeoutSeconds: 60, stallTimeoutSeconds: 60, maxCostUsd: null, maxTokens: null, model: null, sandbox: { mode: "on" } });
     store.updateLoop(id, { status, ...(status === "running" ? {} : { endedAt: new Date(Date.now() - endedDaysAgo * DAY).toISOString() }) });
     store.appendEvent(id, { type: "loop.status", time: new Date().toISOString(), status });
-    if (status !== "running") await workspace.detach(worktree);
     return worktree;
   };
   const old = await loop("0000000a", a, "completed", 8);
@@ -98,7 +97,7 @@ test("reconcile stops hosting what no running loop owns and reports terminators 
   process.env.RALPH_HOME = join(root, "home");
   const config = DaemonConfigSchema.parse({ name: "box", identityFile: "/id.json", workspaceDir: join(root, "ws3") });
   const store = new Store(join(root, "state3.db"));
-  store.insertLoop({ id: "0000000e", origin: "file:///x", branch: "b", taskDir: "t", worktree: "/w", maxIterations: 1, iterationTimeoutSeconds: 60, stallTimeoutSeconds: 60, maxCostUsd: null, maxTokens: null, model: null });
+  store.insertLoop({ id: "0000000e", origin: "file:///x", branch: "b", taskDir: "t", worktree: "/w", maxIterations: 1, iterationTimeoutSeconds: 60, stallTimeoutSeconds: 60, maxCostUsd: null, maxTokens: null, model: null, sandbox: { mode: "on" } });
   store.updateLoop("0000000e", { status: "completed", endedAt: new Date().toISOString() });
   const hosted = new Set(["control", "0000000e"]);
   const unhosted: string[] = [];

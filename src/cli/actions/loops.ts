@@ -6,6 +6,7 @@ import { InvalidInputError, UnavailableError } from "../../util/errors.js";
 import { describeDaemonEvent, loopDetails, loopLine, pruned } from "../describe.js";
 import { ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
+import { limitsOf } from "../options.js";
 
 export interface StartFlags {
   remote?: string;
@@ -15,6 +16,10 @@ export interface StartFlags {
   maxCost?: number;
   maxTokens?: number;
   stallTimeout?: number;
+  allowNet?: string[];
+  memory?: number;
+  maxProcesses?: number;
+  cpuWeight?: number;
   json?: boolean;
 }
 
@@ -30,7 +35,17 @@ export async function start(taskDir: string, o: StartFlags): Promise<void> {
   }
   const { startRemoteLoop } = await import("../../client/start.js");
   const loop = await withControlClient(remote, (c) =>
-    startRemoteLoop(c, { taskDir, origin: o.origin, maxIterations: o.maxIterations, model: o.model, maxCostUsd: o.maxCost, maxTokens: o.maxTokens, stallTimeoutSeconds: o.stallTimeout }),
+    startRemoteLoop(c, {
+      taskDir,
+      origin: o.origin,
+      maxIterations: o.maxIterations,
+      model: o.model,
+      maxCostUsd: o.maxCost,
+      maxTokens: o.maxTokens,
+      stallTimeoutSeconds: o.stallTimeout,
+      allowNet: o.allowNet,
+      limits: limitsOf(o),
+    }),
   );
   if (o.json) printJson(loop);
   else process.stdout.write(`${loop.id}\n`);

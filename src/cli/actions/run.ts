@@ -7,6 +7,9 @@ import { InvalidInputError } from "../../util/errors.js";
 import { describeEvent, exitCodeForStatus, summary } from "../describe.js";
 import { ExitCode } from "../exit-codes.js";
 import { printJson } from "../output.js";
+import { DEFAULT_LIMITS } from "../../sandbox/limits.js";
+import { parseNetRule } from "../../sandbox/net-rules.js";
+import { limitsOf } from "../options.js";
 
 export interface RunFlags {
   maxIterations: number;
@@ -16,6 +19,12 @@ export interface RunFlags {
   maxTokens?: number;
   stallTimeout: number;
   onPermission: "reject" | "allow";
+  allowNet?: string[];
+  /** false with --no-sandbox. */
+  sandbox: boolean;
+  memory?: number;
+  maxProcesses?: number;
+  cpuWeight?: number;
   json?: boolean;
 }
 
@@ -49,6 +58,7 @@ export async function runLocal(taskDirArg: string, o: RunFlags): Promise<void> {
       permissionPolicy: o.onPermission,
       takeGuidance: run.takeGuidance,
       run,
+      sandbox: { enabled: o.sandbox, allowNet: (o.allowNet ?? []).map(parseNetRule), limits: { ...DEFAULT_LIMITS, ...limitsOf(o) } },
       signal: stop.signal,
       onEvent: (e) => {
         if (o.json) return printJson(e);

@@ -1,12 +1,11 @@
 import type { Command } from "commander";
-import { loopId, loopRemoteHelp, positiveAmount, positiveInt, remoteHelp, remoteOption } from "../options.js";
+import { allowNetHelp, allowNetOption, collectHosts, limitOptions, loopId, loopRemoteHelp, positiveAmount, positiveInt, remoteHelp, remoteOption } from "../options.js";
 import type { StartFlags } from "../actions/loops.js";
 
 const actions = () => import("../actions/loops.js");
 
 export function registerLoopCommands(program: Command): void {
-  program
-    .command("start")
+  limitOptions(program.command("start"))
     .description("Start a loop on a remote daemon: validates the PRD, pushes its branch, prints the loop id")
     .argument("<task-dir>", "directory holding prd.json, inside a git repository")
     .option(remoteOption, "the remote (default: the only one); 'any' picks the reachable one with the most free slots")
@@ -16,6 +15,7 @@ export function registerLoopCommands(program: Command): void {
     .option("--max-cost <usd>", "stop once the loop has cost this much (default: the daemon's)", positiveAmount("--max-cost"))
     .option("--max-tokens <n>", "stop once the loop has used this many tokens (default: the daemon's)", positiveInt("--max-tokens"))
     .option("--stall-timeout <seconds>", "abort an iteration after this long with no activity (default: the daemon's)", positiveInt("--stall-timeout"))
+    .option(allowNetOption, allowNetHelp, collectHosts)
     .option("--json", "print the loop as JSON")
     .action(async (taskDir: string, o: StartFlags) => (await actions()).start(taskDir, o));
 

@@ -1,10 +1,9 @@
 import type { Command } from "commander";
-import { permissionPolicy, positiveAmount, positiveInt } from "../options.js";
+import { allowNetHelp, allowNetOption, collectHosts, limitOptions, permissionPolicy, positiveAmount, positiveInt } from "../options.js";
 import type { RunFlags } from "../actions/run.js";
 
 export function registerRunCommand(program: Command): void {
-  program
-    .command("run")
+  limitOptions(program.command("run"))
     .description("Run a Ralph loop locally on TASK_DIR/prd.json until every story passes")
     .argument("<task-dir>", "directory holding prd.json (inside a git repository)")
     .option("--max-iterations <n>", "iteration budget", positiveInt("--max-iterations"), 10)
@@ -14,6 +13,8 @@ export function registerRunCommand(program: Command): void {
     .option("--max-tokens <n>", "stop once the loop has used this many tokens (input, output, reasoning and cache)", positiveInt("--max-tokens"))
     .option("--stall-timeout <seconds>", "abort an iteration after this long with no activity from opencode", positiveInt("--stall-timeout"), 300)
     .option("--on-permission <policy>", "answer opencode's permission requests: reject or allow (questions are always answered 'no human is available')", permissionPolicy, "reject")
+    .option(allowNetOption, allowNetHelp, collectHosts)
+    .option("--no-sandbox", "run the agent without a sandbox: it then reaches everything you can (files, keys, network, your other processes)")
     .option("--json", "print one JSON event per line")
     .action(async (taskDir: string, o: RunFlags) => (await import("../actions/run.js")).runLocal(taskDir, o));
 }

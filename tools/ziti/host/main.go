@@ -1,13 +1,15 @@
 // ralph-ziti-host: hosts a daemon's Ziti services with nothing but the
 // daemon's own enrolled identity, forwarding each accepted connection to a
-// port on 127.0.0.1. It binds nothing itself: no listening socket at all,
+// Unix socket (the control API, a loop's opencode) or a port on 127.0.0.1.
+// It binds nothing itself: no listening socket at all,
 // and it logs in with the API-session login, so not even the SDK's OIDC
 // login server (which listens on every interface) runs.
 //
 // Driven over stdin, one JSON object per line:
 //
-//	{"op":"host","key":"control","service":"ralph-control-NAME","port":N}
-//	{"op":"host","key":"LOOP","service":"ralph-loops-NAME","terminator":"LOOP","port":N}
+//	{"op":"host","key":"control","service":"ralph-control-NAME","socket":"/PATH"}
+//	{"op":"host","key":"LOOP","service":"ralph-loops-NAME","terminator":"LOOP","socket":"/PATH"}
+//	{"op":"host","key":"K","service":"S","port":N}  (127.0.0.1:N instead of a socket)
 //	{"op":"unhost","key":"LOOP"}
 //	{"op":"check","key":"K","service":"ralph-loops-NAME"}
 //	{"op":"terminators","key":"K","service":"ralph-loops-NAME"}
@@ -84,6 +86,7 @@ type command struct {
 	Service    string `json:"service"`
 	Terminator string `json:"terminator"`
 	Port       int    `json:"port"`
+	Socket     string `json:"socket"`
 }
 
 // hosting is one hosted key: its own context (see the package comment) and
@@ -93,7 +96,8 @@ type hosting struct {
 	ln         edge.Listener
 	service    string
 	terminator string
-	port       int
+	// "tcp4" to 127.0.0.1:port, or "unix" to a socket path.
+	network, address string
 	closing    atomic.Bool
 }
 
@@ -211,8 +215,9 @@ func (h *host) checkBind(service string) error {
 }
 
 func (h *host) host(c command) error {
-	if c.Service == "" || c.Port < 1 || c.Port > 65535 {
-		return errors.New("host needs a service and a port between 1 and 65535")
+	network, address, err := targetOf(c)
+	if err != nil {
+		return err
 	}
 	// Hosting a key again replaces what it hosted.
 	if old := h.take(c.Key); old != nil {
@@ -239,7 +244,7 @@ func (h *host) host(c command) error {
 		ctx.Close()
 		return fmt.Errorf("cannot host service %s: %v", c.Service, err)
 	}
-	hs := &hosting{ctx: ctx, ln: ln, service: c.Service, terminator: c.Terminator, port: c.Port}
+	hs := &hosting{ctx: ctx, ln: ln, service: c.Service, terminator: c.Terminator, network: network, address: address}
 	if c.Terminator != "" {
 		if err := awaitTerminator(ctx, c.Service, c.Terminator, 10*time.Second); err != nil {
 			hs.close()
@@ -341,24 +346,45 @@ func (h *host) accept(key string, hs *hosting) {
 			h.lose(key, hs, fmt.Sprintf("stopped hosting service %s: %v", hs.service, err))
 			return
 		}
-		go forward(conn, hs.port)
+		go forward(conn, hs.network, hs.address)
 	}
 }
 
-// forward joins an overlay connection to 127.0.0.1:port, passing each side's
-// end of stream on to the other.
-func forward(zconn net.Conn, port int) {
+// targetOf is where a hosting forwards to: a Unix socket (an absolute
+// path), else a port on 127.0.0.1.
+func targetOf(c command) (network, address string, err error) {
+	if c.Service == "" {
+		return "", "", errors.New("host needs a service")
+	}
+	if c.Socket != "" {
+		if !strings.HasPrefix(c.Socket, "/") {
+			return "", "", errors.New("host needs an absolute socket path")
+		}
+		return "unix", c.Socket, nil
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return "", "", errors.New("host needs a socket path or a port between 1 and 65535")
+	}
+	return "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port)), nil
+}
+
+// forward joins an overlay connection to the hosting's target, passing each
+// side's end of stream on to the other.
+func forward(zconn net.Conn, network, address string) {
 	defer zconn.Close()
-	local, err := net.DialTimeout("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 10*time.Second)
+	local, err := net.DialTimeout(network, address, 10*time.Second)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "ralph-ziti-host: cannot reach 127.0.0.1:%d: %v\n", port, err)
+		fmt.Fprintf(os.Stderr, "ralph-ziti-host: cannot reach %s: %v\n", address, err)
 		return
 	}
 	defer local.Close()
 	done := make(chan struct{}, 2)
 	go func() {
 		_, _ = io.Copy(local, zconn)
-		_ = local.(*net.TCPConn).CloseWrite()
+		// Both *net.TCPConn and *net.UnixConn half-close.
+		if cw, ok := local.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
 		done <- struct{}{}
 	}()
 	go func() {
