@@ -12,6 +12,16 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "Node.js $(node --version) is too old: install Node.js 20 or newer"
 command -v git >/dev/null || die "git is required: install it (e.g. 'apt-get install git')"
 
+# Every loop runs in a bubblewrap sandbox.
+if ! command -v bwrap >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    step "Installing bubblewrap (every loop runs in a bubblewrap sandbox)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  else
+    die "bubblewrap is required: every loop runs in a bubblewrap sandbox. Install it (e.g. 'sudo apt-get install bubblewrap') and run this again"
+  fi
+fi
+
 # Install when node_modules is missing or older than the lock file. Not
 # `npm ci`: opencode-ai lists a binary package per platform as optional, and a
 # registry mirror that serves only this platform's leaves the others out of

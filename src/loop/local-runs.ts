@@ -52,11 +52,11 @@ export function registerLocalRun(taskDir: string): LocalRun {
         return text;
       });
     },
-    // Only the log outlives the run: opencode's state (~65 MB of providers) goes with it.
+    // Only the log outlives the run: its sandbox's HOME, /tmp and sockets go with it.
     close: () => {
       rmSync(markerOf(dir), { force: true });
       rmSync(inboxOf(dir), { recursive: true, force: true });
-      rmSync(join(dir, "opencode"), { recursive: true, force: true });
+      rmSync(join(dir, "box"), { recursive: true, force: true });
     },
   };
 }

@@ -20,6 +20,8 @@ export const ModelScriptSchema = z.discriminatedUnion("kind", [
     hangAfterTool: z.boolean().optional(),
     /** A shell command the agent runs first in every turn, before the story's: a prompt-injected agent's attack, say. */
     first: z.string().optional(),
+    /** Only in turns whose prompt holds this text (e.g. one task dir's path): other loops on the same model stay well-behaved. */
+    firstWhen: z.string().optional(),
   }),
   /** Answers in words and changes nothing: a loop on it never finishes. */
   z.object({ kind: z.literal("idle") }),
@@ -127,8 +129,9 @@ function answerFor(script: z.output<typeof ModelScriptSchema>, req: ChatRequest)
       },
     };
   }
-  if (script.first && bashCalls === 0) return { toolCall: { name: "bash", args: { command: script.first, description: "Look around first" } } };
-  if (last?.role === "tool" && lastTool === "bash" && bashCalls >= (script.first ? 2 : 1)) {
+  const first = script.first !== undefined && (script.firstWhen === undefined || userPrompt(messages).includes(script.firstWhen)) ? script.first : undefined;
+  if (first !== undefined && bashCalls === 0) return { toolCall: { name: "bash", args: { command: first, description: "Look around first" } } };
+  if (last?.role === "tool" && lastTool === "bash" && bashCalls >= (first !== undefined ? 2 : 1)) {
     return script.hangAfterTool ? "hang" : { text: "Implemented the story, committed it and marked it as passing." };
   }
   const match = new RegExp(`${PRD_MARKER}\\s*(\\S+)`).exec(userPrompt(messages));

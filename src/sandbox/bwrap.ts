@@ -15,6 +15,8 @@ export interface BwrapSpec {
   ro: string[];
   /** Paths of the read-only system hidden (files become empty, directories empty). */
   hide: string[];
+  /** A file descriptor bubblewrap reads its seccomp filter from. */
+  seccompFd?: number;
   /** Host directory shown as /tmp. */
   tmp: string;
   env: Record<string, string>;
@@ -69,9 +71,17 @@ export function bwrapArgs(spec: BwrapSpec): string[] {
   const mounts = [...spec.rw.map((p) => ({ p, flag: "--bind" })), ...spec.ro.map((p) => ({ p, flag: "--ro-bind" }))]
     // Outer before inner: a read-only file inside the read-write worktree goes on top of it.
     .sort((a, b) => depth(a.p) - depth(b.p));
+  // The way to a mount under the private /tmp is a read-only tmpfs, not part of that /tmp: nothing is written beside the mount.
+  const readOnlyWays: string[] = [];
   for (const { p, flag } of mounts) {
+    const way = ancestors(p);
+    if (way[0] === "/tmp" && way[1] && !made.has(way[1])) {
+      args.push("--perms", "0755", "--tmpfs", way[1]);
+      made.add(way[1]);
+      readOnlyWays.push(way[1]);
+    }
     // bubblewrap makes missing parents 0700 root; the dropped user must pass through them.
-    for (const dir of ancestors(p)) {
+    for (const dir of way) {
       if (made.has(dir) || (hostMounts.some((m) => dir.startsWith(m + sep)) && existsSync(dir))) continue;
       args.push("--perms", "0755", "--dir", dir);
       made.add(dir);
@@ -80,8 +90,11 @@ export function bwrapArgs(spec: BwrapSpec): string[] {
     made.add(p);
     hostMounts.push(p);
   }
+  // What bubblewrap made to hold the mounts stays as it is: nothing is written beside them.
+  for (const way of [...readOnlyWays, "/"]) args.push("--remount-ro", way);
   args.push("--chdir", spec.cwd, "--clearenv");
   for (const [k, v] of Object.entries(spec.env)) args.push("--setenv", k, v);
+  if (spec.seccompFd !== undefined) args.push("--seccomp", String(spec.seccompFd));
   args.push("--", ...spec.command);
   return args;
 }

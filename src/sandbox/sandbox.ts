@@ -8,6 +8,7 @@ import type { SandboxInfo } from "./info.js";
 import { limitGroup, niceOf, type LimitGroup, type LimitHits, type Limits } from "./limits.js";
 import { formatNetRule, type NetRule } from "./net-rules.js";
 import { requireSandbox } from "./probe.js";
+import { userNamespaceFilter } from "./seccomp.js";
 
 /** How a loop is to be run: in a sandbox (the default), or not (an explicit opt-out). */
 export interface SandboxPlan {
@@ -108,6 +109,10 @@ export async function openSandbox(plan: SandboxPlan, opts: { adopt?: boolean } =
   if (rlimit && !opts.adopt) writeFileSync(shell, `#!/bin/sh\nulimit -v ${plan.limits.memoryMb * 1024} 2>/dev/null\nexec /bin/bash "$@"\n`, { mode: 0o555 });
   if (rlimit) ro.push(shell);
   let closed: Promise<void> | undefined;
+  // No user namespaces inside, where bubblewrap's own --disable-userns cannot apply (root) and where it does.
+  const seccomp = join(dirs.bin, "seccomp.bpf");
+  const filter = userNamespaceFilter();
+  if (filter && !opts.adopt) writeFileSync(seccomp, filter, { mode: 0o444 });
   const info: SandboxInfo = { mode: "on", enforcement: limits.kind, limits: plan.limits, allowNet: plan.allow.map(formatNetRule) };
 
   return {
@@ -135,6 +140,7 @@ export async function openSandbox(plan: SandboxPlan, opts: { adopt?: boolean } =
         ro,
         hide: [...ROOT_SECRETS, ...(plan.hide ?? [])].filter((p) => existsSync(p)),
         tmp: dirs.tmp,
+        seccompFd: filter ? 3 : undefined,
         env: sandboxEnv,
         cwd: plan.worktree,
         command: rlimit ? ["/bin/sh", "-c", `ulimit -u ${plan.limits.pids} && exec nice -n ${niceOf(plan.limits.cpuWeight)} "$@"`, "sh", ...inner] : inner,
@@ -144,11 +150,11 @@ export async function openSandbox(plan: SandboxPlan, opts: { adopt?: boolean } =
       // sandbox down when its parent dies: that is the launcher when the
       // sandbox must outlive its starter, else the starter itself.
       const run = survivesParent ? '"$@"' : 'exec "$@"';
-      const join = `IFS=:; for f in $RALPH_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; ${run}`;
+      const join = `IFS=:; for f in $RALPH_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; ${filter ? 'exec 3<"$RALPH_SECCOMP"; ' : ""}${run}`;
       return {
         command: "/bin/sh",
         args: ["-c", join, "sh", support.bwrap, ...bwrap],
-        env: { PATH: SYSTEM_PATH, RALPH_CGROUP_PROCS: limits.procsFiles.join(":") },
+        env: { PATH: SYSTEM_PATH, RALPH_CGROUP_PROCS: limits.procsFiles.join(":"), RALPH_SECCOMP: seccomp },
       };
     },
     hits: () => limits.hits(),

@@ -66,7 +66,7 @@ const viaProxy = (url, method = "GET") => new Promise((resolve, reject) => {
 });
 (async () => {
   for (const [name, path] of Object.entries(T.reads)) await attempt("read " + name, () => fs.readFileSync(path).length + " bytes");
-  for (const [name, dir] of Object.entries(T.lists)) await attempt("list " + name, () => fs.readdirSync(dir).length + " entries");
+  for (const [name, dir] of Object.entries(T.lists)) await attempt("list " + name, () => fs.readdirSync(dir).join(","));
   for (const [name, path] of Object.entries(T.writes)) await attempt("write " + name, () => (fs.writeFileSync(path, T.token), "written"));
   for (const [name, path] of Object.entries(T.gitFiles)) await attempt("change " + name, () => (fs.appendFileSync(path, "\\n# " + T.token + "\\n"), "changed"));
   await attempt("plant a git hook", () => (fs.writeFileSync(".git/hooks/pre-push", "#!/bin/sh\\ntouch /tmp/" + T.token + "\\n", { mode: 0o755 }), "planted"));
@@ -86,7 +86,7 @@ const viaProxy = (url, method = "GET") => new Promise((resolve, reject) => {
   await attempt("write to the system", () => (fs.writeFileSync("/usr/" + T.token, "x"), "written"));
   await attempt("make a user namespace", () => cp.execFileSync("unshare", ["-U", "-r", "true"], { stdio: "pipe" }) && "made");
   await attempt("start a process that outlives the loop", () => {
-    const child = cp.spawn("setsid", ["sh", "-c", "exec -a " + T.token + " sleep 600"], { detached: true, stdio: "ignore" });
+    const child = cp.spawn("setsid", ["bash", "-c", "exec -a " + T.token + " sleep 600"], { detached: true, stdio: "ignore" });
     child.unref();
     return "started pid " + child.pid + " (checked from outside after the loop)";
   });
