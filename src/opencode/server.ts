@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SupervisedProcess, pidAlive, releaseFromParentExit, signalGroup } from "../process/supervisor.js";
 import { openSandbox, SANDBOX_OPENCODE_PORT, type OpenSandbox, type SandboxInfo, type SandboxPlan } from "../sandbox/sandbox.js";
@@ -89,9 +90,16 @@ function serverOf(box: OpenSandbox, password: string, pid: number, exited: Promi
 
 export async function startOpencodeServer(opts: StartOpencodeOptions): Promise<OpencodeServer> {
   const bin = opencodeBinary();
-  const box = await openSandbox({ ...opts.sandbox, ro: [...opts.sandbox.ro, bin] });
-  const password = randomBytes(24).toString("base64url");
   const home = join(opts.sandbox.dir, "home");
+  // opencode's global config dir, read-only inside: no agent rewrites the config of the next
+  // iteration's session, and opencode skips the ~64 MB plugin install it would try there.
+  const configDir = join(home, ".config", "opencode");
+  mkdirSync(configDir, { recursive: true, mode: 0o755 });
+  // What opencode writes there on its first start; it cannot once the dir is read-only.
+  writeFileSync(join(configDir, "opencode.jsonc"), `{\n  "$schema": "https://opencode.ai/config.json"\n}`);
+  writeFileSync(join(configDir, ".gitignore"), ["node_modules", "package.json", "package-lock.json", "bun.lock", ".gitignore"].join("\n") + "\n");
+  const box = await openSandbox({ ...opts.sandbox, ro: [...opts.sandbox.ro, bin, configDir] });
+  const password = randomBytes(24).toString("base64url");
   const env: Record<string, string> = {
     ...gitIdentity,
     ...opts.env,
@@ -119,7 +127,8 @@ export async function startOpencodeServer(opts: StartOpencodeOptions): Promise<O
       cwd: opts.sandbox.worktree,
       env: launch.env,
       logFile: opts.logFile,
-      redact: [password, ...Object.values(opts.env ?? {})],
+      // Values too short to be secrets would only garble the log.
+      redact: [password, ...Object.values(opts.env ?? {}).filter((v) => v.length >= 8)],
       // A server that must outlive us writes its log itself: a pipe to a dead
       // parent would break its writes. It prints neither its password nor its env.
       outputToFileOnly: opts.keepAliveAfterParentExit,

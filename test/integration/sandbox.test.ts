@@ -18,6 +18,7 @@ import { streamEvents } from "../../src/client/events.js";
 import type { StreamEvent } from "../../src/contract/events.js";
 import type { LoopEvent } from "../../src/loop/events.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
+import { cacheDir } from "../../src/config/paths.js";
 import { findProcesses } from "../../src/process/proc-scan.js";
 import { pidAlive } from "../../src/process/supervisor.js";
 import { waitFor } from "../../src/util/wait.js";
@@ -73,7 +74,8 @@ before(async () => {
   allowedPort = portOf(await listen(createHttpServer((req, res) => (allowedRequests.push(req.url ?? ""), res.end("ok")))));
   model = await startScriptedModel({ script: { kind: "ralph-agent" } });
   offerScriptedModel(home, model.baseUrl, { maxConcurrentLoops: 2 });
-  daemon = await startRalphd(home, { HOME: decoyHome, RALPH_TEST_DAEMON_SECRET: ENV_SECRET });
+  // Its own HOME, as an operator's daemon user has; the built helpers stay where they are.
+  daemon = await startRalphd(home, { HOME: decoyHome, RALPH_CACHE_DIR: cacheDir(), RALPH_TEST_DAEMON_SECRET: ENV_SECRET });
 });
 
 after(async () => {
@@ -244,7 +246,7 @@ test("the same agent under ralph run reaches its repository, its model and its a
   const runHome = join(root, "run-home");
   const { reads, hashes } = decoys({ "another repository beside it": join(beside.repo, "secret.txt") });
   const child = spawn(process.execPath, [cli, "run", f.taskDir, "--json", "--allow-net", `127.0.0.1:${allowedPort}`], {
-    env: { ...process.env, RALPH_HOME: runHome, HOME: decoyHome, RALPH_TEST_DAEMON_SECRET: ENV_SECRET },
+    env: { ...process.env, RALPH_HOME: runHome, HOME: decoyHome, RALPH_CACHE_DIR: cacheDir(), RALPH_TEST_DAEMON_SECRET: ENV_SECRET },
     stdio: ["ignore", "pipe", "pipe"],
   });
   model.setScript({
