@@ -46,10 +46,13 @@ export async function runRemoteDemo(o: DemoOptions): Promise<DemoResult> {
     if (!networkWasRunning && !o.keepNetwork) cleanup.unshift(() => zitiDown().then(() => o.step("network stopped ('ralph ziti up' keeps one running)")));
 
     let opencodeConfig: Record<string, unknown> | undefined;
+    let allowNet: string[] | undefined;
     if (!o.model) {
       const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
       cleanup.unshift(() => model.close());
       opencodeConfig = scriptedModelConfig(model.baseUrl, DEMO_PRICE);
+      // The example repository names the demo model; a daemon never lets a loop reach what a repository names on its own.
+      allowNet = [`127.0.0.1:${model.port}`];
       o.warn(
         `model: the scripted offline DEMO model (no AI: it implements each story with a fixed script), priced at a made-up $${DEMO_PRICE.input}/$${DEMO_PRICE.output} per million input/output tokens so that costs show. Pass --model provider/model to use yours.`,
       );
@@ -67,8 +70,8 @@ export async function runRemoteDemo(o: DemoOptions): Promise<DemoResult> {
     const client = await ControlClient.open(LOCAL_NAME);
     cleanup.unshift(() => client.close());
     o.step(`remote "${LOCAL_NAME}": the control API through the overlay, ${client.route}`);
-    const started = await startRemoteLoop(client, { taskDir: example.taskDir, maxIterations: 6, model: o.model });
-    o.step(`loop ${started.id} started on ${started.branch}; watch it from another shell with 'ralph logs ${started.id} -f' or 'ralph attach ${started.id}'`);
+    const started = await startRemoteLoop(client, { taskDir: example.taskDir, maxIterations: 6, model: o.model, allowNet });
+    o.step(`loop ${started.id} started on ${started.branch}${allowNet ? `, in a sandbox that may reach the demo model (--allow-net ${allowNet.join(" ")})` : ""}; watch it from another shell with 'ralph logs ${started.id} -f' or 'ralph attach ${started.id}'`);
 
     const onStop = () => void client.api.loops[":id"].stop.$post({ param: { id: started.id } }).catch(() => undefined);
     o.signal.addEventListener("abort", onStop, { once: true });
