@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { homeDir } from "../config/paths.js";
 import { opencodeBinary } from "../opencode/binary.js";
+import { sandboxSupport } from "../sandbox/probe.js";
 import { locateHostBinary } from "../ziti/binary.js";
 import { startZitiHost, type ZitiHost } from "../ziti/host.js";
 import { identityIdOf } from "../ziti/identity-file.js";
@@ -47,6 +48,13 @@ export async function checkDaemon(config: DaemonConfig): Promise<CheckResult[]> 
   });
   await check("ziti-host", () => locateHostBinary());
   await check("opencode", () => opencodeBinary());
+  await check("sandbox", async () => {
+    if (config.sandbox === "off") return `off (sandbox: "off" in the config): loops run unsandboxed, and their agent reaches everything this user can`;
+    const s = await sandboxSupport();
+    if (s.problem) throw new Error(s.problem);
+    const user = s.root ? "each loop as an unprivileged user of its own" : "loops in user namespaces of their own";
+    return `bubblewrap ${s.version} (${s.bwrap}): ${user}; limits by ${s.limits.detail}`;
+  });
   await check("identity", () => `${config.identityFile} (id ${identityIdOf(config.identityFile)})`);
   // Reachability first, named by its real cause: the login below only knows it failed.
   await check("controller", async () => {

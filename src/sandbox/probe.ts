@@ -38,11 +38,14 @@ function diagnose(stderr: string): string {
   return `bubblewrap failed to make a trial sandbox (${stderr.trim().split("\n")[0] || "no message"}): ${OPT_OUT}`;
 }
 
-let cached: Promise<SandboxSupport> | undefined;
+const probed = new Map<string, Promise<SandboxSupport>>();
 
-/** Probed once per process: bubblewrap, a trial sandbox with the namespaces loops get, and how limits are enforced. */
+/** Probed once per process (and bubblewrap): bubblewrap, a trial sandbox with the namespaces loops get, and how limits are enforced. */
 export function sandboxSupport(env: NodeJS.ProcessEnv = process.env): Promise<SandboxSupport> {
-  cached ??= (async (): Promise<SandboxSupport> => {
+  const key = env.RALPH_BWRAP ?? "";
+  const cached = probed.get(key);
+  if (cached) return cached;
+  const probe = (async (): Promise<SandboxSupport> => {
     const root = process.getuid?.() === 0;
     const limits = limitsKind();
     const bwrap = findBwrap(env);
@@ -59,7 +62,8 @@ export function sandboxSupport(env: NodeJS.ProcessEnv = process.env): Promise<Sa
     if (trial.exitCode !== 0) return { bwrap, version, root, limits, problem: diagnose(trial.stderr) };
     return { bwrap, version, root, limits };
   })();
-  return cached;
+  probed.set(key, probe);
+  return probe;
 }
 
 /** bubblewrap's path; refused with the cause and the fix where no sandbox can be made. */

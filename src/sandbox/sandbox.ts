@@ -143,7 +143,7 @@ export async function openSandbox(plan: SandboxPlan, opts: { adopt?: boolean } =
         seccompFd: filter ? 3 : undefined,
         env: sandboxEnv,
         cwd: plan.worktree,
-        command: rlimit ? ["/bin/sh", "-c", `ulimit -u ${plan.limits.pids} && exec nice -n ${niceOf(plan.limits.cpuWeight)} "$@"`, "sh", ...inner] : inner,
+        command: rlimit ? ["/bin/bash", "-c", `ulimit -u ${plan.limits.pids} && exec nice -n ${niceOf(plan.limits.cpuWeight)} "$@"`, "sh", ...inner] : inner,
       });
       // The launcher joins the loop's cgroups, so that everything bubblewrap
       // starts is in them from its first instruction. bubblewrap takes the

@@ -350,7 +350,8 @@ test("ralphd check passes when ready and names what to fix when not, with the da
   const ok = await run();
   assert.equal(ok.code, 0, ok.stdout);
   const checks = JSON.parse(ok.stdout) as { name: string; ok: boolean; detail: string }[];
-  assert.deepEqual(checks.map((c) => c.name), ["git", "ziti-host", "opencode", "identity", "controller", "login", "bind", "workspace"]);
+  assert.deepEqual(checks.map((c) => c.name), ["git", "ziti-host", "opencode", "sandbox", "identity", "controller", "login", "bind", "workspace"]);
+  assert.match(checks.find((c) => c.name === "sandbox")!.detail, /^bubblewrap [\d.]+ \(\/\S*bwrap\): (each loop as an unprivileged user of its own|loops in user namespaces of their own); limits by (cgroup v1|rlimits)/);
   assert.ok(checks.every((c) => c.ok), ok.stdout);
   assert.deepEqual(await loopTerminators(), terminatorsBefore, "the check hosts nothing");
   assert.equal(hostHelpers().length, 1, "and leaves no helper behind: only the running ralphd's");

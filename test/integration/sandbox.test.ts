@@ -23,7 +23,8 @@ import { findProcesses } from "../../src/process/proc-scan.js";
 import { pidAlive } from "../../src/process/supervisor.js";
 import { waitFor } from "../../src/util/wait.js";
 import { startTestNetwork } from "../support/ziti-network.js";
-import { cli, makeProject, offerScriptedModel, ralph, startRalphd, stopRalphd } from "../support/daemon-harness.js";
+import { cli, makeProject, offerScriptedModel, ralph, ralphdScript, setDaemonConfig, startRalphd, stopRalphd } from "../support/daemon-harness.js";
+import { ExitCode } from "../../src/cli/exit-codes.js";
 import { git, gitEnv, makeRepo, type Fixture } from "../support/loop-fixtures.js";
 import { attackCommand, reportIn, type AttackReport, type AttackTargets } from "../support/attacks.js";
 
@@ -273,4 +274,109 @@ test("the same agent under ralph run reaches its repository, its model and its a
   assert.ok(started?.type === "opencode.started" && started.sandbox.mode === "on");
   await assertContained({ report: reportIn(model.toolOutputs().filter((o) => o.includes("ralph run itself"))), hashes, worktree: f.repo, alive: { ralphd: daemon.pid }, events });
   assert.match(git(f.repo, "log", "--format=%s", "ralph/hostile-local"), /feat: \[S1\]/);
+});
+
+/** ralphd again, with `env` (the same home), after the running one stops. */
+async function restartRalphd(env: NodeJS.ProcessEnv = {}): Promise<void> {
+  await stopRalphd(daemon);
+  daemon = await startRalphd(home, { HOME: decoyHome, RALPH_CACHE_DIR: cacheDir(), RALPH_TEST_DAEMON_SECRET: ENV_SECRET, ...env });
+}
+
+test("without bubblewrap no loop starts: ralphd check, ralph start and ralph run name the cause and the fix, and leave nothing behind", async () => {
+  const missing = { RALPH_BWRAP: join(root, "no-bwrap-here") };
+  const check = spawn(process.execPath, [ralphdScript, "check", "--json"], { env: { ...process.env, ...missing, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+  let checkOut = "";
+  check.stdout!.on("data", (d: Buffer) => (checkOut += d));
+  assert.equal(await new Promise((r) => check.on("exit", r)), ExitCode.Unavailable);
+  const sandboxCheck = (JSON.parse(checkOut) as { name: string; ok: boolean; detail: string }[]).find((c) => c.name === "sandbox")!;
+  assert.equal(sandboxCheck.ok, false);
+  assert.match(sandboxCheck.detail, /bubblewrap \(bwrap\) is not installed.*install it \(e\.g\. 'sudo apt-get install bubblewrap'.*sandbox: "off" in the daemon config, --no-sandbox for ralph run/);
+
+  await restartRalphd(missing);
+  try {
+    const project = makeProject(join(root, "closed"), ["ralph/closed"]);
+    execFileSync("git", ["switch", "-q", "ralph/closed"], { cwd: project.repo });
+    const before = JSON.parse((await ralph(home, ["ls", "--json"])).stdout) as unknown[];
+    const worktrees = readdirSync(join(workspace, "loops"));
+    const refused = await ralph(home, ["start", "task"], project.repo);
+    assert.equal(refused.code, ExitCode.Unavailable, refused.stderr);
+    assert.match(refused.stderr, /this daemon cannot sandbox loops: bubblewrap \(bwrap\) is not installed/);
+    assert.deepEqual(JSON.parse((await ralph(home, ["ls", "--json"])).stdout), before, "no loop was recorded");
+    assert.deepEqual(readdirSync(join(workspace, "loops")), worktrees, "and no worktree made");
+  } finally {
+    await restartRalphd();
+  }
+
+  const f = makeRepo(model.baseUrl);
+  fixtures.push(f);
+  const head = git(f.repo, "rev-parse", "HEAD");
+  const run = spawn(process.execPath, [cli, "run", f.taskDir], { env: { ...process.env, ...missing, RALPH_HOME: join(root, "closed-run-home") }, stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  run.stderr!.on("data", (d: Buffer) => (err += d));
+  assert.equal(await new Promise((r) => run.on("exit", r)), ExitCode.Unavailable, err);
+  assert.match(err, /bubblewrap \(bwrap\) is not installed/);
+  assert.equal(git(f.repo, "rev-parse", "HEAD"), head, "the repository is as it was");
+  assert.equal(git(f.repo, "rev-parse", "--abbrev-ref", "HEAD"), "main", "on its branch");
+});
+
+test("a daemon that opts out runs loops unsandboxed and says so in ls, status and the events; ralph run --no-sandbox says so too", async () => {
+  setDaemonConfig(home, { sandbox: "off" });
+  await restartRalphd();
+  try {
+    model.setScript({ kind: "ralph-agent" });
+    const project = makeProject(join(root, "open"), ["ralph/open"], (b) => ({ branchName: b, userStories: [{ id: "A1", title: "Open", priority: 1 }] }));
+    execFileSync("git", ["switch", "-q", "ralph/open"], { cwd: project.repo });
+    const started = await ralph(home, ["start", "task"], project.repo);
+    assert.equal(started.code, 0, started.stderr);
+    const id = started.stdout.trim();
+    await waitFor(async () => (await loopStatus(id)).status === "completed", { what: "the unsandboxed loop to complete", timeoutMs: 120_000, intervalMs: 500 });
+    assert.match((await ralph(home, ["ls"])).stdout, new RegExp(`${id} .*UNSANDBOXED`));
+    assert.match((await ralph(home, ["status", id])).stdout, /sandbox: none \(sandbox "off" in the daemon's config\)/);
+    assert.equal((JSON.parse((await ralph(home, ["status", id, "--json"])).stdout) as { sandbox: { mode: string } }).sandbox.mode, "off");
+    assert.match((await ralph(home, ["logs", id])).stdout, /opencode started WITHOUT a sandbox/);
+  } finally {
+    setDaemonConfig(home, { sandbox: undefined });
+    await restartRalphd();
+  }
+  const f = makeRepo(model.baseUrl, { branchName: "ralph/open-local", userStories: [{ id: "S1", title: "Open", priority: 1, passes: false }] });
+  fixtures.push(f);
+  const r = spawn(process.execPath, [cli, "run", f.taskDir, "--no-sandbox"], { env: { ...process.env, RALPH_HOME: join(root, "open-run-home") }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  r.stdout!.on("data", (d: Buffer) => (out += d));
+  assert.equal(await new Promise((res) => r.on("exit", res)), 0);
+  assert.match(out, /opencode started WITHOUT a sandbox: the agent can reach everything this user can/);
+});
+
+test("a fork bomb and a memory hog in one loop fail its iteration with events that name each limit, while another loop completes", async () => {
+  const hog = [
+    // As many processes as it can get, then let them go.
+    `node -e 'const cp=require("child_process");let ok=0,failed=0;const kids=[];for(let i=0;i<400;i++){try{const c=cp.spawn("sleep",["30"]);c.on("error",()=>failed++);kids.push(c);ok++}catch{failed++}}setTimeout(()=>{for(const k of kids)k.kill();console.log("forked",ok,"failed",failed)},1500)'`,
+    // Memory until the kernel says no.
+    `node -e 'const a=[];for(;;)a.push(Buffer.alloc(64*1024*1024,1))'; echo "hog exited $?"`,
+  ].join("; ");
+  model.setScript({ kind: "ralph-agent", firstWhen: "ralph/greedy", first: hog });
+  const project = makeProject(join(root, "limits"), ["ralph/greedy", "ralph/modest"], (b) => ({ branchName: b, userStories: [{ id: "A1", title: `One on ${b}`, priority: 1 }] }));
+  const start = async (branch: string, ...args: string[]) => {
+    execFileSync("git", ["switch", "-q", branch], { cwd: project.repo });
+    const r = await ralph(home, ["start", "task", ...args], project.repo);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  execFileSync("git", ["switch", "-q", "ralph/greedy"], { cwd: project.repo });
+  const above = await ralph(home, ["start", "task", "--memory", "999999"], project.repo);
+  assert.equal(above.code, ExitCode.InvalidInput);
+  assert.match(above.stderr, /limits\.memoryMb 999999 is above this daemon's ceiling of 16384 \(sandbox\.limits\.max in its config\)/);
+  const greedy = await start("ralph/greedy", "--memory", "1536", "--max-processes", "256", "--max-iterations", "1");
+  const modest = await start("ralph/modest");
+  await waitFor(async () => (await loopStatus(modest)).status === "completed", { what: "the modest loop to complete beside the greedy one", timeoutMs: 180_000, intervalMs: 500 });
+  await waitFor(async () => !["starting", "running"].includes((await loopStatus(greedy)).status), { what: "the greedy loop to end", timeoutMs: 180_000, intervalMs: 500 });
+  const events = await eventsOf(greedy);
+  const limits = events.filter((e) => e.type === "loop.limit").map((e) => e.type === "loop.limit" && `${e.limit} ${e.max}`);
+  assert.deepEqual(limits.sort(), ["memory 1536", "pids 256"], "each limit it hit is named");
+  const ended = events.find((e) => e.type === "iteration.ended");
+  assert.ok(ended?.type === "iteration.ended" && ended.outcome === "failed", "and its iteration failed");
+  assert.match(ended.type === "iteration.ended" ? (ended.error ?? "") : "", /limit/);
+  const started = events.find((e) => e.type === "opencode.started");
+  assert.ok(started?.type === "opencode.started" && started.sandbox.enforcement === "cgroup-v1" && started.sandbox.limits?.memoryMb === 1536 && started.sandbox.limits.pids === 256);
+  assert.ok(pidAlive(daemon.pid), "ralphd is unaffected");
 });

@@ -9,6 +9,7 @@ import { ExitCode } from "../exit-codes.js";
 import { printJson } from "../output.js";
 import { DEFAULT_LIMITS } from "../../sandbox/limits.js";
 import { parseNetRule } from "../../sandbox/net-rules.js";
+import { requireSandbox } from "../../sandbox/probe.js";
 import { limitsOf } from "../options.js";
 
 export interface RunFlags {
@@ -34,8 +35,9 @@ export async function runLocal(taskDirArg: string, o: RunFlags): Promise<void> {
   const prdFile = join(taskDir, "prd.json");
   if (!existsSync(prdFile)) throw new InvalidInputError(`no prd.json in ${taskDir}: create one, or pass the directory that holds it`);
   await openTask(taskDir);
-  // Before the loop touches the repository (it switches branches).
+  // Before the loop touches the repository (it switches branches): fail closed without a sandbox.
   opencodeBinary();
+  if (o.sandbox) await requireSandbox();
   const stop = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
