@@ -27,6 +27,10 @@ import { cli, makeProject, offerScriptedModel, ralph, ralphdScript, setDaemonCon
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { git, gitEnv, makeRepo, type Fixture } from "../support/loop-fixtures.js";
 import { attackCommand, reportIn, type AttackReport, type AttackTargets } from "../support/attacks.js";
+import { createTestUser, type TestUser } from "../support/test-user.js";
+
+/** Root's git, in a repository the test user owns. */
+const safeDirectory = { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "safe.directory", GIT_CONFIG_VALUE_0: "*" };
 
 const TOKEN = `ralphpwn${randomBytes(6).toString("hex")}`;
 const secret = (what: string) => `${what}-secret-${randomBytes(12).toString("hex")}`;
@@ -131,7 +135,15 @@ function planted(dir: string, skip: string[] = [], depth = 6): string[] {
 }
 
 /** The checks every attack run shares: each attempt refused, and nothing changed, leaked or left running outside. */
-async function assertContained(opts: { report: AttackReport | undefined; hashes: Map<string, string>; worktree: string; alive: Record<string, number>; events: { type: string; host?: string; port?: number }[] }) {
+async function assertContained(opts: {
+  report: AttackReport | undefined;
+  hashes: Map<string, string>;
+  worktree: string;
+  alive: Record<string, number>;
+  events: { type: string; host?: string; port?: number }[];
+  /** More directories where no planted file may appear. */
+  scan?: string[];
+}) {
   const { report } = opts;
   assert.ok(report, "the attack ran and reported");
   const expectReached = ["reach the allowed host through the proxy", "start a process that outlives the loop"];
@@ -153,7 +165,7 @@ async function assertContained(opts: { report: AttackReport | undefined; hashes:
   assert.deepEqual(decoyConnections, [], "the decoy port and the other loop's socket recorded no connection");
   assert.ok(allowedRequests.includes("/allowed"), "the allowlisted host was reached, through the proxy");
   for (const [what, pid] of Object.entries(opts.alive)) assert.ok(pidAlive(pid), `${what} (pid ${pid}) is alive`);
-  const found = [...planted(root, [opts.worktree]), ...planted(home, [opts.worktree]), ...planted(tmpdir(), [root, home], 1), ...planted("/usr", [], 0)];
+  const found = [...[root, home, ...(opts.scan ?? [])].flatMap((d) => planted(d, [opts.worktree])), ...planted(tmpdir(), [root, home, ...(opts.scan ?? [])], 1), ...planted("/usr", [], 0)];
   assert.deepEqual(found, [], "no file appeared outside the worktree");
   assert.ok(!readFileSync(join(opts.worktree, ".git", "config"), "utf8").includes(TOKEN), "git's config is as it was");
   assert.ok(!existsSync(join(opts.worktree, ".git", "hooks", "pre-push")), "no hook was planted");
@@ -164,10 +176,17 @@ async function assertContained(opts: { report: AttackReport | undefined; hashes:
   assert.ok(refusedTo.includes("example.com:443"), "and so is the host off the allowlist");
 }
 
-function targets(opts: { reads: Record<string, string>; worktreeParent: string; sockets: Record<string, string>; pids: Record<string, number>; writes: Record<string, string> }): AttackTargets {
+function targets(opts: {
+  reads: Record<string, string>;
+  worktreeParent: string;
+  sockets: Record<string, string>;
+  pids: Record<string, number>;
+  writes: Record<string, string>;
+  lists?: Record<string, string>;
+}): AttackTargets {
   return {
     reads: opts.reads,
-    lists: { "RALPH_HOME": home, "the loops beside it": opts.worktreeParent, "the daemon user's home": decoyHome },
+    lists: opts.lists ?? { "RALPH_HOME": home, "the loops beside it": opts.worktreeParent, "the daemon user's home": decoyHome },
     writes: opts.writes,
     gitFiles: { "git's config": ".git/config" },
     decoy: { host: "127.0.0.1", port: decoyPort },
@@ -379,4 +398,118 @@ test("a fork bomb and a memory hog in one loop fail its iteration with events th
   const started = events.find((e) => e.type === "opencode.started");
   assert.ok(started?.type === "opencode.started" && started.sandbox.enforcement === "cgroup-v1" && started.sandbox.limits?.memoryMb === 1536 && started.sandbox.limits.pids === 256);
   assert.ok(pidAlive(daemon.pid), "ralphd is unaffected");
+});
+
+test("as an ordinary user, ralphd and ralph run keep the same agent to its worktree, its model and its allowlist, though everything of that user is its to take outside", async () => {
+  const user = await createTestUser();
+  let userDaemon: Awaited<ReturnType<TestUser["startRalphd"]>> | undefined;
+  try {
+    // The operator's steps for a daemon on its own account: identities from the network's admin, joined and added as the user.
+    const token = async (name: string, role: string) => {
+      const r = await ralph(home, ["ziti", "identity", "create", name, "--role", role, "--json"]);
+      assert.equal(r.code, 0, r.stderr);
+      const file = join(user.base, `${name}.jwt`);
+      writeFileSync(file, readFileSync((JSON.parse(r.stdout) as { tokenFile: string }).tokenFile));
+      user.own(file);
+      return file;
+    };
+    const daemonName = `u${user.uid}`;
+    const joined = await user.ralph(["--help"]);
+    assert.equal(joined.code, 0, "the user can run ralph from this checkout");
+    const daemonToken = await token(daemonName, "daemon");
+    const enrolled = await new Promise<{ code: number | null; err: string }>((resolve) => {
+      const c = user.spawn(ralphdScript, ["join", "--token", daemonToken]);
+      let e = "";
+      c.stderr!.on("data", (d: Buffer) => (e += d));
+      c.on("exit", (code) => resolve({ code, err: e }));
+    });
+    assert.equal(enrolled.code, 0, enrolled.err);
+    offerScriptedModel(user.ralphHome, model.baseUrl, { maxConcurrentLoops: 1 });
+    user.own(user.ralphHome);
+    const userSecret = secret("user-ssh");
+    mkdirSync(join(user.home, ".ssh"), { recursive: true });
+    writeFileSync(join(user.home, ".ssh", "id_ed25519"), `-----BEGIN OPENSSH PRIVATE KEY-----\n${userSecret}\n`, { mode: 0o600 });
+    const userWorkspace = join(user.ralphHome, "daemon", "workspace");
+    mkdirSync(join(userWorkspace, "loops", "deadbeef"), { recursive: true });
+    writeFileSync(join(userWorkspace, "loops", "deadbeef", "secret.txt"), OTHER_SECRET);
+    user.own(user.base);
+    userDaemon = await user.startRalphd({ RALPH_TEST_DAEMON_SECRET: ENV_SECRET });
+    const added = await user.ralph(["remote", "add", daemonName, "--token", await token(`${daemonName}-laptop`, "client")]);
+    assert.equal(added.code, 0, added.stderr);
+    const project = makeProject(join(user.base, "project"), ["ralph/hostile-user"], (b) => ({ branchName: b, userStories: [{ id: "A1", title: "The only story", priority: 1 }] }));
+    user.own(user.base);
+    // Everything below is the user's: the sandbox, not the file modes, is what keeps it from the agent.
+    const reads = {
+      "the daemon's identity (its private key)": (JSON.parse(readFileSync(join(user.ralphHome, "daemon", "config.json"), "utf8")) as { identityFile: string }).identityFile,
+      "the daemon's config": join(user.ralphHome, "daemon", "config.json"),
+      "the daemon's state (opencode passwords)": join(user.ralphHome, "daemon", "state.db"),
+      "another loop's worktree": join(userWorkspace, "loops", "deadbeef", "secret.txt"),
+      "the user's SSH key": join(user.home, ".ssh", "id_ed25519"),
+    };
+    const hashes = new Map(Object.values(reads).map((f) => [f, sha(f)]));
+    const hostHelper = findProcesses((argv) => /ralph-ziti-host/.test(argv[0] ?? "") && argv.some((a) => a.startsWith(user.ralphHome)))[0]!;
+    model.setScript({
+      kind: "ralph-agent",
+      firstWhen: "ralph/hostile-user",
+      first: attackCommand(
+        targets({
+          reads,
+          lists: { "RALPH_HOME": user.ralphHome, "the loops beside it": join(userWorkspace, "loops"), "the user's home": user.home },
+          worktreeParent: join(userWorkspace, "loops"),
+          writes: { "beside its worktree": join(userWorkspace, "loops", TOKEN), "into RALPH_HOME": join(user.ralphHome, TOKEN), "into the user's home": join(user.home, TOKEN) },
+          sockets: { "ralphd's control API": join(user.ralphHome, "daemon", "run", "control.sock"), "the client agent": join(user.ralphHome, "client", "agent", "agent.sock") },
+          pids: { "ralphd (the user's own process)": userDaemon.pid, "the Ziti host helper": hostHelper },
+        }),
+      ),
+    });
+    const before = model.toolOutputs().length;
+    execFileSync("git", ["switch", "-q", "ralph/hostile-user"], { cwd: project.repo, env: { ...process.env, ...safeDirectory } });
+    user.own(project.repo);
+    const started = await user.ralph(["start", "task", "--allow-net", `127.0.0.1:${allowedPort}`], project.repo);
+    assert.equal(started.code, 0, started.stderr);
+    const id = started.stdout.trim();
+    const statusOf = async () => JSON.parse((await user.ralph(["status", id, "--json"])).stdout) as { status: string; reason?: string };
+    await waitFor(async () => !["starting", "running"].includes((await statusOf()).status), { what: "the user's hostile loop to end", timeoutMs: 180_000, intervalMs: 500 });
+    assert.equal((await statusOf()).status, "completed", (await statusOf()).reason);
+    const logs = await user.ralph(["logs", id, "--json"]);
+    const events = logs.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; host?: string; port?: number; sandbox?: { enforcement?: string } });
+    assert.equal(events.find((e) => e.type === "opencode.started")?.sandbox?.enforcement, "rlimit", "an ordinary user's loops get rlimits: the cgroups are root's");
+    await assertContained({ report: reportIn(model.toolOutputs().slice(before)), hashes, worktree: join(userWorkspace, "loops", id), alive: { "the user's ralphd": userDaemon.pid, "its Ziti host helper": hostHelper }, events, scan: [user.base] });
+    const subjects = execFileSync("git", ["--git-dir", project.origin, "log", "--format=%s", "main..ralph/hostile-user"], { env: { ...process.env, ...safeDirectory } }).toString();
+    assert.match(subjects, /feat: \[A1\]/, "the daemon pushed the story's commit");
+
+    // ralph run, as the same user, on a repository of its own.
+    const f = makeRepo(model.baseUrl, { branchName: "ralph/hostile-user-local", userStories: [{ id: "S1", title: "Local", priority: 1, passes: false }] });
+    fixtures.push(f);
+    const repo = join(user.base, "local");
+    execFileSync("mv", [f.root, repo]);
+    user.own(repo);
+    const runBefore = model.toolOutputs().length;
+    const run = user.spawn(cli, ["run", join(repo, "repo", "task"), "--json", "--allow-net", `127.0.0.1:${allowedPort}`], { RALPH_HOME: join(user.base, "run-home") });
+    model.setScript({
+      kind: "ralph-agent",
+      firstWhen: "ralph/hostile-user-local",
+      first: attackCommand(
+        targets({
+          reads,
+          lists: { "RALPH_HOME": user.ralphHome, "the user's home": user.home },
+          worktreeParent: repo,
+          writes: { "beside its repository": join(repo, TOKEN), "into the user's home": join(user.home, TOKEN) },
+          sockets: { "ralphd's control API": join(user.ralphHome, "daemon", "run", "control.sock") },
+          pids: { "the user's ralphd": userDaemon.pid, "ralph run itself": run.pid! },
+        }),
+      ),
+    });
+    let out = "";
+    run.stdout!.on("data", (d: Buffer) => (out += d));
+    let err = "";
+    run.stderr!.on("data", (d: Buffer) => (err += d));
+    assert.equal(await new Promise((r) => run.on("exit", r)), 0, err);
+    const runEvents = out.trim().split("\n").map((l) => JSON.parse(l) as LoopEvent);
+    await assertContained({ report: reportIn(model.toolOutputs().slice(runBefore)), hashes, worktree: join(repo, "repo"), alive: { "the user's ralphd": userDaemon.pid }, events: runEvents, scan: [user.base] });
+    assert.match(execFileSync("git", ["log", "--format=%s"], { cwd: join(repo, "repo"), env: { ...process.env, ...safeDirectory } }).toString(), /feat: \[S1\]/);
+  } finally {
+    await userDaemon?.stop();
+    user.remove();
+  }
 });
