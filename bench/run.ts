@@ -8,6 +8,7 @@ import { runDaemonBench } from "./daemon.js";
 import { runOverlayBench } from "./overlay.js";
 import { runAccountingBench } from "./unattended.js";
 import { runRetentionBench } from "./retention.js";
+import { runSandboxBench } from "./sandbox.js";
 import { startScriptedModel } from "../src/model/scripted-model.js";
 import { ZITI_VERSION } from "../src/ziti/binary.js";
 import { zitiDown, zitiUp } from "../src/ziti/network.js";
@@ -23,7 +24,7 @@ if (!Number.isInteger(loops) || loops < 2) throw new Error("--loops must be a wh
 const idleSeconds = Number(values["idle-seconds"]);
 if (!Number.isInteger(idleSeconds) || idleSeconds < 10) throw new Error("--idle-seconds must be a whole number of at least 10");
 // One section takes a few minutes; the whole bench far longer.
-const SECTIONS = ["overlay", "client", "daemon", "accounting", "retention"] as const;
+const SECTIONS = ["overlay", "client", "daemon", "accounting", "sandbox", "retention"] as const;
 const only = values.only?.split(",") ?? [...SECTIONS];
 const unknown = only.filter((o) => !(SECTIONS as readonly string[]).includes(o));
 if (unknown.length) throw new Error(`--only takes sections from ${SECTIONS.join(", ")}, not ${unknown.join(", ")}`);
@@ -53,6 +54,10 @@ try {
   if (runs("accounting")) {
     const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
     record("accounting", await runAccountingBench({ model, home, samples, log }).finally(() => model.close()));
+  }
+  if (runs("sandbox")) {
+    const model = await startScriptedModel({ script: { kind: "ralph-agent" } });
+    record("sandbox", await runSandboxBench({ model, home, samples, requests, log }).finally(() => model.close()));
   }
   if (runs("retention")) record("retention", await runRetentionBench({ home, loops, log }));
   process.stdout.write(`\nMachine: ${machine}\n\n${tables.join("\n\n")}\n`);

@@ -35,11 +35,23 @@ export async function runAgent(log: (line: string) => void): Promise<void> {
   let lastActivity = Date.now();
   let started = 0;
 
+  /** Dialers being stopped: the agent exits only after them, their sockets gone. */
+  const stopping = new Set<Promise<void>>();
+  const stop = (d: Dialer) => {
+    const done = d.tunnel
+      .then((t) => t.stop())
+      .catch(() => undefined)
+      .finally(() => {
+        rmSync(d.socket, { force: true });
+        stopping.delete(done);
+      });
+    stopping.add(done);
+  };
   const drop = (key: string) => {
     const d = dialers.get(key);
     if (!d) return;
     dialers.delete(key);
-    void d.tunnel.then((t) => t.stop()).catch(() => undefined);
+    stop(d);
     log(`dropped the dialer for ${d.label}`);
   };
 
@@ -119,17 +131,18 @@ export async function runAgent(log: (line: string) => void): Promise<void> {
     });
   });
 
-  let stopping = false;
+  let exiting = false;
   let ownInode: number | undefined;
   const shutdown = async (why: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (exiting) return;
+    exiting = true;
     log(`exiting: ${why}`);
     clearInterval(sweep);
     server.close();
     // Only our own socket: an agent that took the name over keeps it.
     if (statSync(agentSocketPath(), { throwIfNoEntry: false })?.ino === ownInode) rmSync(agentSocketPath(), { force: true });
-    await Promise.all([...dialers.keys()].map(async (k) => (await dialers.get(k)?.tunnel.catch(() => undefined))?.stop()));
+    for (const key of [...dialers.keys()]) drop(key);
+    await Promise.all(stopping);
     process.exit(0);
   };
 
