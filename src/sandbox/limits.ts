@@ -1,5 +1,6 @@
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { isWritable } from "../util/access.js";
 
 /** What one loop's sandbox may use. */
 export interface Limits {
@@ -27,22 +28,13 @@ export interface LimitHits {
 const V1 = "/sys/fs/cgroup";
 const V1_CONTROLLERS = ["memory", "pids", "cpu"] as const;
 
-const writable = (path: string): boolean => {
-  try {
-    accessSync(path, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 /**
  * cgroup v1 with the memory, pids and cpu controllers this process may create
  * groups in (root, typically), else rlimits. cgroup v2 delegation is not used
  * yet: such a host gets rlimits.
  */
 export function limitsKind(): { kind: LimitsKind; detail: string } {
-  const v1 = V1_CONTROLLERS.every((c) => existsSync(join(V1, c, "cgroup.procs")) && writable(join(V1, c)));
+  const v1 = V1_CONTROLLERS.every((c) => existsSync(join(V1, c, "cgroup.procs")) && isWritable(join(V1, c)));
   if (v1) return { kind: "cgroup-v1", detail: `cgroup v1 (${V1_CONTROLLERS.map((c) => join(V1, c)).join(", ")})` };
   const why = existsSync(join(V1, "cgroup.controllers"))
     ? "cgroup v2 delegation is not supported yet"

@@ -1,6 +1,6 @@
-import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 import { execa } from "execa";
+import { isExecutable } from "../util/access.js";
 import { UnavailableError } from "../util/errors.js";
 import { limitsKind, type LimitsKind } from "./limits.js";
 
@@ -20,14 +20,7 @@ const OPT_OUT = `or run loops without a sandbox, knowing the agent then reaches 
 
 function findBwrap(env: NodeJS.ProcessEnv): string | undefined {
   const candidates = env.RALPH_BWRAP ? [env.RALPH_BWRAP] : (env.PATH ?? "/usr/bin:/bin").split(delimiter).map((d) => join(d, "bwrap"));
-  return candidates.find((p) => {
-    try {
-      accessSync(p, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  return candidates.find(isExecutable);
 }
 
 /** Why a trial sandbox failed, in words that lead to the fix. */

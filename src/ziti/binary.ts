@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
-import { accessSync, constants, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { cacheDir } from "../config/paths.js";
 import { BuildProgress } from "./build-progress.js";
+import { isExecutable } from "../util/access.js";
 import { UnavailableError } from "../util/errors.js";
 import { PACKAGE_ROOT } from "../version.js";
 import { ZITI_VERSION } from "./defaults.js";
@@ -75,14 +76,6 @@ const programs = {
   },
 } satisfies Record<string, GoProgram>;
 
-const isExecutable = (p: string): boolean => {
-  try {
-    accessSync(p, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 export interface EnsureOptions {
   /** Progress lines for long steps (the build takes minutes). */

@@ -28,7 +28,7 @@ import { startTestNetwork } from "../support/ziti-network.js";
 import { cli, makeProject, ralph, ralphdScript, offerScriptedModel, startRalphd, stopRalphd } from "../support/daemon-harness.js";
 import { gitEnv } from "../support/loop-fixtures.js";
 import { bindsInStrace, isLoopbackAddress, isLoopbackBind, listenersOfTree } from "../support/sockets.js";
-import { agentStatus, raw } from "../support/control.js";
+import { agentStatus, eventsOf, raw } from "../support/control.js";
 
 let network: Awaited<ReturnType<typeof startTestNetwork>>;
 let model: ScriptedModel;
@@ -540,17 +540,6 @@ test("an identity without a Dial policy cannot reach the control service", async
   assert.equal((await ralph(home, ["remote", "rm", "outsider"])).code, 0);
 });
 
-/** Every event of one loop that the daemon has so far. */
-async function eventsOf(id: string): Promise<StreamEvent[]> {
-  const events: StreamEvent[] = [];
-  const client = await ControlClient.open();
-  try {
-    await streamEvents(client, { loopId: id, follow: false, onEvent: (e) => events.push(e) });
-  } finally {
-    await client.close();
-  }
-  return events;
-}
 
 test("ralphd killed with SIGKILL and restarted re-adopts a running loop, which then completes; a loop whose opencode died is marked failed", async () => {
   model.setScript({ kind: "hang" });

@@ -13,9 +13,6 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ControlClient } from "../../src/client/connection.js";
-import { streamEvents } from "../../src/client/events.js";
-import type { StreamEvent } from "../../src/contract/events.js";
 import type { LoopEvent } from "../../src/loop/events.js";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { cacheDir } from "../../src/config/paths.js";
@@ -26,6 +23,7 @@ import { startTestNetwork } from "../support/ziti-network.js";
 import { cli, makeProject, offerScriptedModel, ralph, ralphdScript, setDaemonConfig, startRalphd, stopRalphd } from "../support/daemon-harness.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { git, gitEnv, makeRepo, type Fixture } from "../support/loop-fixtures.js";
+import { eventsOf } from "../support/control.js";
 import { attackCommand, reportIn, type AttackReport, type AttackTargets } from "../support/attacks.js";
 import { createTestUser, type TestUser } from "../support/test-user.js";
 
@@ -199,16 +197,6 @@ function targets(opts: {
   };
 }
 
-async function eventsOf(id: string): Promise<StreamEvent[]> {
-  const events: StreamEvent[] = [];
-  const client = await ControlClient.open();
-  try {
-    await streamEvents(client, { loopId: id, follow: false, onEvent: (e) => events.push(e) });
-  } finally {
-    await client.close();
-  }
-  return events;
-}
 
 const loopStatus = async (id: string) => JSON.parse((await ralph(home, ["status", id, "--json"])).stdout) as { status: string; reason?: string };
 

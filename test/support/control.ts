@@ -1,4 +1,6 @@
-import type { ControlClient } from "../../src/client/connection.js";
+import { ControlClient } from "../../src/client/connection.js";
+import { streamEvents } from "../../src/client/events.js";
+import type { StreamEvent } from "../../src/contract/events.js";
 import type { AgentAnswer } from "../../src/client/agent/protocol.js";
 import { ralph } from "./daemon-harness.js";
 
@@ -18,4 +20,16 @@ export async function agentStatus(home: string): Promise<AgentStatus> {
   const r = await ralph(home, ["agent", "status", "--json"]);
   if (r.code !== 0) throw new Error(`ralph agent status failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as AgentStatus;
+}
+
+/** Every event of one loop that the daemon (of RALPH_HOME) has so far. */
+export async function eventsOf(id: string): Promise<StreamEvent[]> {
+  const events: StreamEvent[] = [];
+  const client = await ControlClient.open();
+  try {
+    await streamEvents(client, { loopId: id, follow: false, onEvent: (e) => events.push(e) });
+  } finally {
+    await client.close();
+  }
+  return events;
 }
