@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ApiError } from "../contract/errors.js";
 import type { StartLoopRequest } from "../contract/schemas.js";
@@ -43,6 +44,8 @@ export async function plannedSandbox(config: DaemonConfig, settings: OpencodeSet
   if (config.sandbox === "off") return { mode: "off" };
   const support = await sandboxSupport();
   if (support.problem) throw new ApiError("unavailable", `this daemon cannot sandbox loops: ${support.problem}`);
+  const missing = config.sandbox.readOnly.filter((p) => !existsSync(p));
+  if (missing.length) throw new ApiError("unavailable", `sandbox.readOnly in this daemon's config names ${missing.join(", ")}, which does not exist here: fix the path or remove it`);
   let asked: NetRule[];
   let endpoints: NetRule[];
   try {
@@ -68,7 +71,8 @@ export function sandboxPlanOf(
     dir: sandboxDirOf(config.workspaceDir, row.id),
     worktree: row.worktree,
     rw: mounts.rw,
-    ro: [...mounts.ro, ...(config.sandbox === "off" ? [] : config.sandbox.readOnly)],
+    ro: mounts.ro,
+    readOnly: config.sandbox === "off" ? [] : config.sandbox.readOnly,
     allow: (info.allowNet ?? []).map(parseNetRule),
     limits: info.limits ?? { memoryMb: 0, pids: 0, cpuWeight: 100 },
     user: sandboxUserOf(row.id),

@@ -12,6 +12,8 @@ export interface LocalSandboxOptions {
   enabled: boolean;
   allowNet?: NetRule[];
   limits?: Limits;
+  /** Host paths shown read-only besides the system (--read-only: a toolchain in your home). */
+  readOnly?: string[];
 }
 
 /** The repository's own opencode.json, as it is before the agent runs (the owner's file, trusted for a local run). */
@@ -72,6 +74,7 @@ export async function localSandboxPlan(opts: {
       worktree: opts.repoDir,
       rw: git.rw,
       ro: git.ro,
+      readOnly: opts.sandbox.readOnly,
       allow: [...endpoints, ...(opts.sandbox.allowNet ?? [])],
       limits: opts.sandbox.limits ?? DEFAULT_LIMITS,
       user,

@@ -1,5 +1,5 @@
 import { chownSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { PACKAGE_ROOT } from "../version.js";
 import { bwrapArgs } from "./bwrap.js";
 import { startEgressProxy, type EgressProxy } from "./egress-proxy.js";
@@ -21,8 +21,10 @@ export interface SandboxPlan {
   worktree: string;
   /** More read-write paths (a local run's git dir outside its worktree). */
   rw?: string[];
-  /** Read-only inside: git's config and hooks, the mirror's objects, opencode, toolchains. */
+  /** Read-only inside: git's config and hooks, the mirror's objects, opencode. */
   ro: string[];
+  /** What the owner shows read-only besides the system (a toolchain in a home); a `bin` in one goes on PATH. */
+  readOnly?: string[];
   /** Files and directories of the system hidden even read-only (secrets only root may read). */
   hide?: string[];
   allow: NetRule[];
@@ -102,7 +104,8 @@ export async function openSandbox(plan: SandboxPlan, opts: { adopt?: boolean } =
   const proxyUrl = `http://127.0.0.1:${PROXY_PORT}`;
   const node = process.execPath;
   const underSystem = (p: string) => ["/usr/", "/bin/", "/sbin/", "/lib/", "/opt/"].some((s) => p.startsWith(s));
-  const ro = [...plan.ro, initScript(), ...(underSystem(node) ? [] : [node])];
+  const ro = [...plan.ro, ...(plan.readOnly ?? []), initScript(), ...(underSystem(node) ? [] : [node])];
+  const toolPath = (plan.readOnly ?? []).flatMap((p) => (basename(p) === "bin" ? [p] : existsSync(join(p, "bin")) ? [join(p, "bin")] : []));
   // Without cgroups: each command the agent runs gets an address-space limit from its shell.
   const rlimit = limits.kind === "rlimit";
   const shell = join(dirs.bin, "bash");
@@ -122,7 +125,7 @@ export async function openSandbox(plan: SandboxPlan, opts: { adopt?: boolean } =
       const init: InitConfig = { ...(user ? { user } : {}), opencode: { argv, port, socket: sockets.opencode }, proxy: { port: PROXY_PORT, socket: sockets.proxy } };
       const inner = [node, initScript(), JSON.stringify(init)];
       const sandboxEnv: Record<string, string> = {
-        PATH: underSystem(node) ? SYSTEM_PATH : `${dirname(node)}:${SYSTEM_PATH}`,
+        PATH: [...toolPath, ...(underSystem(node) ? [] : [dirname(node)]), SYSTEM_PATH].join(":"),
         LANG: "C.UTF-8",
         TMPDIR: "/tmp",
         ...env,

@@ -144,7 +144,7 @@ async function assertContained(opts: {
 }) {
   const { report } = opts;
   assert.ok(report, "the attack ran and reported");
-  const expectReached = ["reach the allowed host through the proxy", "start a process that outlives the loop"];
+  const expectReached = ["reach the allowed host through the proxy", "start a process that outlives the loop", "run the owner's read-only toolchain"];
   const listings = Object.keys(report).filter((k) => k.startsWith("list "));
   for (const [attempt, outcome] of Object.entries(report)) {
     if (expectReached.includes(attempt) || listings.includes(attempt)) continue;
@@ -253,22 +253,27 @@ test("the same agent under ralph run reaches its repository, its model and its a
   writeFileSync(join(beside.repo, "secret.txt"), OTHER_SECRET);
   const runHome = join(root, "run-home");
   const { reads, hashes } = decoys({ "another repository beside it": join(beside.repo, "secret.txt") });
-  const child = spawn(process.execPath, [cli, "run", f.taskDir, "--json", "--allow-net", `127.0.0.1:${allowedPort}`], {
+  // A toolchain in the user's home, shown read-only: its bin/ is on the agent's PATH.
+  const toolchain = join(decoyHome, ".toolchain");
+  mkdirSync(join(toolchain, "bin"), { recursive: true });
+  writeFileSync(join(toolchain, "bin", "ralph-test-tool"), "#!/bin/sh\necho tool ran\n", { mode: 0o755 });
+  const child = spawn(process.execPath, [cli, "run", f.taskDir, "--json", "--allow-net", `127.0.0.1:${allowedPort}`, "--read-only", toolchain], {
     env: { ...process.env, RALPH_HOME: runHome, HOME: decoyHome, RALPH_CACHE_DIR: cacheDir(), RALPH_TEST_DAEMON_SECRET: ENV_SECRET },
     stdio: ["ignore", "pipe", "pipe"],
   });
   model.setScript({
     kind: "ralph-agent",
     firstWhen: "ralph/hostile-local",
-    first: attackCommand(
-      targets({
+    first: attackCommand({
+      ...targets({
         reads,
         worktreeParent: f.root,
         writes: { "beside its repository": join(f.root, TOKEN), "into its RALPH_HOME": join(runHome, TOKEN), "into the user's home": join(decoyHome, TOKEN) },
         sockets: { "ralphd's control API": join(home, "daemon", "run", "control.sock"), "the client agent": join(home, "client", "agent", "agent.sock") },
         pids: { ralphd: daemon.pid, "ralph run itself": child.pid!, "the test itself": process.pid },
       }),
-    ),
+      tool: "ralph-test-tool",
+    }),
   });
   let out = "";
   let err = "";

@@ -27,6 +27,8 @@ export interface AttackTargets {
   envNames: string[];
   /** Marks a process it starts to outlive the loop, found (or not) from outside. */
   token: string;
+  /** A command the owner's --read-only toolchain puts on PATH: the agent may run it. */
+  tool?: string;
 }
 
 export const REPORT_MARK = "RALPH_ATTACK_REPORT";
@@ -83,6 +85,7 @@ const viaProxy = (url, method = "GET") => new Promise((resolve, reject) => {
   }
   await attempt("see the host's processes", () => { const n = fs.readdirSync("/proc").filter((e) => /^\\d+$/.test(e)).length; if (n > 20) return n + " processes"; throw new Error("only " + n + " processes, all the sandbox's"); });
   await attempt("read ralphd's environment", () => { const seen = T.envNames.filter((n) => process.env[n] !== undefined); if (seen.length) return seen.join(","); throw new Error("none of " + T.envNames.join(",")); });
+  if (T.tool) await attempt("run the owner's read-only toolchain", () => cp.execFileSync(T.tool).toString().trim());
   await attempt("write to the system", () => (fs.writeFileSync("/usr/" + T.token, "x"), "written"));
   await attempt("make a user namespace", () => cp.execFileSync("unshare", ["-U", "-r", "true"], { stdio: "pipe" }) && "made");
   await attempt("start a process that outlives the loop", () => {

@@ -21,6 +21,7 @@ export interface RunFlags {
   stallTimeout: number;
   onPermission: "reject" | "allow";
   allowNet?: string[];
+  readOnly?: string[];
   /** false with --no-sandbox. */
   sandbox: boolean;
   memory?: number;
@@ -38,6 +39,7 @@ export async function runLocal(taskDirArg: string, o: RunFlags): Promise<void> {
   // Before the loop touches the repository (it switches branches): fail closed without a sandbox.
   opencodeBinary();
   if (o.sandbox) await requireSandbox();
+  for (const p of o.readOnly ?? []) if (!existsSync(p)) throw new InvalidInputError(`--read-only ${p}: no such file or directory`);
   const stop = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -60,7 +62,7 @@ export async function runLocal(taskDirArg: string, o: RunFlags): Promise<void> {
       permissionPolicy: o.onPermission,
       takeGuidance: run.takeGuidance,
       run,
-      sandbox: { enabled: o.sandbox, allowNet: (o.allowNet ?? []).map(parseNetRule), limits: { ...DEFAULT_LIMITS, ...limitsOf(o) } },
+      sandbox: { enabled: o.sandbox, allowNet: (o.allowNet ?? []).map(parseNetRule), limits: { ...DEFAULT_LIMITS, ...limitsOf(o) }, readOnly: o.readOnly },
       signal: stop.signal,
       onEvent: (e) => {
         if (o.json) return printJson(e);

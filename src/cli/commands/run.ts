@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { resolve } from "node:path";
 import { allowNetHelp, allowNetOption, collectHosts, limitOptions, permissionPolicy, positiveAmount, positiveInt } from "../options.js";
 import type { RunFlags } from "../actions/run.js";
 
@@ -14,6 +15,7 @@ export function registerRunCommand(program: Command): void {
     .option("--stall-timeout <seconds>", "abort an iteration after this long with no activity from opencode", positiveInt("--stall-timeout"), 300)
     .option("--on-permission <policy>", "answer opencode's permission requests: reject or allow (questions are always answered 'no human is available')", permissionPolicy, "reject")
     .option(allowNetOption, allowNetHelp, collectHosts)
+    .option("--read-only <path>", "show this path read-only in the sandbox (repeatable), e.g. a toolchain in your home; its bin/ goes on PATH", (v: string, prev: string[] = []) => [...prev, resolve(v)])
     .option("--no-sandbox", "run the agent without a sandbox: it then reaches everything you can (files, keys, network, your other processes)")
     .option("--json", "print one JSON event per line")
     .action(async (taskDir: string, o: RunFlags) => (await import("../actions/run.js")).runLocal(taskDir, o));
