@@ -5,7 +5,7 @@ export const SandboxInfoSchema = z.object({
   /** "off": the owner opted out, and the agent reaches everything the daemon's user can. */
   mode: z.enum(["on", "off"]),
   /** How its limits are enforced on this host. */
-  enforcement: z.enum(["cgroup-v1", "rlimit"]).optional(),
+  enforcement: z.enum(["cgroup-v1", "cgroup-v2", "rlimit"]).optional(),
   limits: z.object({ memoryMb: z.number(), pids: z.number(), cpuWeight: z.number() }).optional(),
   /** HOST[:PORT] it may reach through its egress proxy. */
   allowNet: z.array(z.string()).optional(),
