@@ -5,8 +5,31 @@ export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
   return Boolean(stream.isTTY) && !process.env.NO_COLOR;
 }
 
-const code = (open: number, close: number) => (s: string) =>
-  useColor() ? `\u001b[${open}m${s}\u001b[${close}m` : s;
+/**
+ * Every character that could drive a terminal instead of showing on it: C0
+ * controls but newline and tab (ESC starts ANSI and OSC sequences), DEL, C1
+ * controls (0x9b is a one-byte CSI), and the bidirectional overrides that
+ * make text read other than it is.
+ */
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text from a repository, the agent, a model, a daemon or another machine, made inert: each control character shown escaped, as `\x1b`. */
+export const neutralize = (text: string): string =>
+  text.replace(CONTROL, (c) => {
+    const n = c.charCodeAt(0);
+    return n < 0x100 ? `\\x${n.toString(16).padStart(2, "0")}` : `\\u${n.toString(16).padStart(4, "0")}`;
+  });
+
+/**
+ * The project's own colours travel to the output layer as marks no text from
+ * outside can forge (a private-use character and a secret of this process),
+ * and become escape sequences only after everything else was neutralized.
+ */
+const MARK = `\u{e000}${Math.random().toString(36).slice(2, 10)}`;
+const MARKS = new RegExp(`${MARK}(\\d+)m`, "g");
+const render = (text: string, color: boolean): string => neutralize(text).replace(MARKS, (_, sgr: string) => (color ? `\u001b[${sgr}m` : ""));
+
+const code = (open: number, close: number) => (s: string) => `${MARK}${open}m${s}${MARK}${close}m`;
 
 export const style = {
   bold: code(1, 22),
@@ -17,8 +40,25 @@ export const style = {
   cyan: code(36, 39),
 };
 
+let rawStdout = (text: string): boolean => process.stdout.write(text);
+
+/**
+ * The one way text reaches the terminal: every write to stdout and stderr
+ * is neutralized (see neutralize), whatever command made it and whatever it
+ * quotes, and the project's own colours are drawn where colour is on. Only
+ * --json output (printJson) is written as it is: JSON escapes what matters.
+ */
+export function installSafeOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    const raw = stream.write.bind(stream) as (chunk: string, ...rest: unknown[]) => boolean;
+    if (stream === process.stdout) rawStdout = (text) => raw(text);
+    stream.write = ((chunk: string | Uint8Array, ...rest: unknown[]) =>
+      raw(render(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"), useColor(stream)), ...rest)) as typeof stream.write;
+  }
+}
+
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value) + "\n");
+  rawStdout(JSON.stringify(value) + "\n");
 }
 
 /**
@@ -39,10 +79,8 @@ export function endQuietlyOnClosedPipe(): void {
 
 /** Writes one error line to stderr and returns the exit code it maps to. */
 export function reportError(err: unknown): number {
-  const useErrColor = useColor(process.stderr);
-  const prefix = useErrColor ? "\u001b[31merror:\u001b[39m" : "error:";
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`${prefix} ${message}\n`);
+  process.stderr.write(`${style.red("error:")} ${message}\n`);
   const code = exitCodeFor(err);
   // An unexpected error may be a bug: its stack helps, on request.
   if (code === ExitCode.Error && process.env.RALPH_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + "\n");

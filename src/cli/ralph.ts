@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from "commander";
-import { endQuietlyOnClosedPipe, reportError } from "./output.js";
+import { endQuietlyOnClosedPipe, installSafeOutput, reportError } from "./output.js";
 import { registerRunCommand } from "./commands/run.js";
 import { registerZitiCommands } from "./commands/ziti.js";
 import { registerRemoteCommands } from "./commands/remote.js";
@@ -18,6 +18,7 @@ const program = new Command("ralph")
 program.exitOverride();
 exitOnSignalUnlessHandled();
 endQuietlyOnClosedPipe();
+installSafeOutput();
 
 registerRunCommand(program);
 registerZitiCommands(program);

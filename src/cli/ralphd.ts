@@ -7,7 +7,7 @@ import { joinNetwork } from "../daemon/join.js";
 import { readFileSync } from "node:fs";
 import { ExitCode } from "./exit-codes.js";
 import { InvalidInputError } from "../util/errors.js";
-import { endQuietlyOnClosedPipe, printJson, reportError, style } from "./output.js";
+import { endQuietlyOnClosedPipe, installSafeOutput, printJson, reportError, style } from "./output.js";
 import { VERSION } from "../version.js";
 import { exitOnSignalUnlessHandled } from "./signals.js";
 
@@ -29,6 +29,7 @@ const program = new Command("ralphd")
 program.exitOverride();
 exitOnSignalUnlessHandled();
 endQuietlyOnClosedPipe();
+installSafeOutput();
 
 program
   .command("join")

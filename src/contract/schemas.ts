@@ -2,6 +2,7 @@ import { z } from "zod";
 import { UsageSchema } from "../loop/usage-schema.js";
 import { SandboxInfoSchema } from "../sandbox/info.js";
 import { ERROR_CODES } from "./errors.js";
+import { firstControl } from "../util/text.js";
 import { LoopStateSchema } from "./events.js";
 
 export const ErrorBodySchema = z.object({ error: z.object({ code: z.enum(ERROR_CODES), message: z.string() }) });
@@ -39,7 +40,17 @@ export type StartLoopRequest = z.infer<typeof StartLoopRequestSchema>;
 export type StartLoopInput = z.input<typeof StartLoopRequestSchema>;
 
 /** The owner's guidance for a running loop's next iteration ('ralph say'). */
-export const SayRequestSchema = z.strictObject({ text: z.string().trim().min(1, "text must not be empty").max(16 * 1024, "text is over 16 KiB") });
+export const SayRequestSchema = z.strictObject({
+  text: z
+    .string()
+    .trim()
+    .min(1, "text must not be empty")
+    .max(16 * 1024, "text is over 16 KiB")
+    .superRefine((t, ctx) => {
+      const c = firstControl(t);
+      if (c) ctx.addIssue({ code: "custom", message: `text holds the control character ${c.hex} at offset ${c.offset}: guidance is plain text (newlines and tabs are fine)` });
+    }),
+});
 export const SayResponseSchema = z.object({ loopId: z.string(), pending: z.number() });
 
 export const LoopSummarySchema = z.object({

@@ -4,7 +4,8 @@
 // outside the repository may be read into any output or state, or written.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ControlClient } from "../../src/client/connection.js";
@@ -16,7 +17,7 @@ import { scriptedModelConfig } from "../../src/model/opencode-config.js";
 import { ExitCode } from "../../src/cli/exit-codes.js";
 import { waitFor } from "../../src/util/wait.js";
 import { startTestNetwork } from "../support/ziti-network.js";
-import { makeProject, ralph, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
+import { cli, makeProject, ralph, setDaemonConfig, startRalphd } from "../support/daemon-harness.js";
 import { HOSTILE_LINKS, git, gitEnv, makeDecoys, makeRepo, plantHostileLink, type Decoys, type Fixture, type HostileLink } from "../support/loop-fixtures.js";
 
 let model: ScriptedModel;
@@ -233,4 +234,76 @@ test("ralphd fails a loop whose agent swaps prd.json for a symlink leading out m
     await client.close();
   }
   assertDecoysUntouched(before);
+});
+
+/** A story an agent or a hostile repository could write: its id and title set the terminal's title, clear the screen and colour the text. */
+const HOSTILE_TEXT = "Inj \u001b]0;pwned\u0007 \u001b[2J\u001b[31mRED\u009b6n";
+const HOSTILE_ID = "AC\u001b[2J-001";
+const hostilePrd = (branchName: string, extra: object = {}) => ({
+  branchName,
+  userStories: [{ id: HOSTILE_ID, title: HOSTILE_TEXT, priority: 1, passes: false, ...extra }],
+});
+/** Raw bytes that would drive a terminal: anything C0 but newline, tab and (on a terminal) carriage return, DEL, C1. */
+const RAW_CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+
+/** A command run to its end without blocking this process, whose scripted model must answer meanwhile. */
+function runToEnd(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString("latin1")));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString("latin1")));
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test("ralph run shows a hostile story's id and title escaped, on a pipe and on a terminal, where its own colours still draw", async () => {
+  const f = makeRepo(model.baseUrl, hostilePrd("ralph/inj-local"));
+  fixtures.push(f);
+  const env = { ...process.env, RALPH_HOME: f.home };
+  const piped = await runToEnd(process.execPath, [cli, "run", f.taskDir, "--max-iterations", "1"], env);
+  assert.equal(piped.code, ExitCode.Exhausted, piped.stderr);
+  const out = piped.stdout + piped.stderr;
+  assert.doesNotMatch(out, RAW_CONTROL, "nothing raw reaches a pipe");
+  assert.ok(out.includes("AC\\x1b[2J-001 Inj \\x1b]0;pwned\\x07 \\x1b[2J\\x1b[31mRED\\x9b6n"), out);
+  // A real terminal: script(1) gives the command a pseudo-terminal, as a person's shell would.
+  const tty = await runToEnd("script", ["-qfec", `${process.execPath} ${cli} run ${f.taskDir} --max-iterations 1`, "/dev/null"], { ...env, NO_COLOR: "" });
+  const screen = tty.stdout;
+  assert.ok(screen.includes("\u001b[1m#1\u001b[22m"), "the project's own bold still draws on a terminal");
+  assert.ok(!screen.includes("\u001b]0;") && !screen.includes("\u001b[2J") && !screen.includes("\u009b"), "the story's sequences do not");
+  assert.ok(screen.includes("\\x1b]0;pwned\\x07"));
+});
+
+test("ralph ls, status, logs and start show hostile PRD text escaped, never raw; --json stays exact", async () => {
+  const { project, network } = await startDaemon();
+  const home = network.home;
+  git(project.repo, "switch", "-q", "-c", "hostile/terminal", "main");
+  mkdirSync(join(project.repo, "task"), { recursive: true });
+  writeFileSync(join(project.repo, "task", "prd.json"), JSON.stringify(hostilePrd("hostile/terminal")));
+  git(project.repo, "add", "-A");
+  git(project.repo, "commit", "-q", "-m", "a hostile PRD");
+  const started = await ralph(home, ["start", "task", "--max-iterations", "1"], project.repo);
+  assert.equal(started.code, 0, started.stderr);
+  const id = started.stdout.trim();
+  await waitFor(async () => JSON.parse((await ralph(home, ["status", id, "--json"])).stdout).status === "exhausted", { what: "the hostile loop to end", timeoutMs: 120_000, intervalMs: 500 });
+  for (const args of [["ls"], ["status", id], ["logs", id]]) {
+    const r = await ralph(home, args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout + r.stderr, RAW_CONTROL, `ralph ${args[0]} writes nothing raw`);
+  }
+  assert.ok((await ralph(home, ["logs", id])).stdout.includes("#1 AC\\x1b[2J-001 Inj \\x1b]0;pwned\\x07"));
+  assert.ok((await ralph(home, ["status", id])).stdout.includes("AC\\x1b[2J-001"), "the story in progress, escaped");
+  const events = (await ralph(home, ["logs", id, "--json"])).stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; storyTitle?: string });
+  assert.equal(events.find((e) => e.type === "iteration.started")?.storyTitle, HOSTILE_TEXT, "--json carries the title exactly");
+  // A cycle among hostile ids: the client's refusal quotes them, escaped.
+  writeFileSync(
+    join(project.repo, "task", "prd.json"),
+    JSON.stringify({ branchName: "hostile/terminal", userStories: [{ id: HOSTILE_ID, title: "a", blockedBy: ["B\u0007"] }, { id: "B\u0007", title: "b", blockedBy: [HOSTILE_ID] }] }),
+  );
+  git(project.repo, "commit", "-q", "-am", "a cycle");
+  const cycle = await ralph(home, ["start", "task"], project.repo);
+  assert.equal(cycle.code, ExitCode.InvalidInput);
+  assert.match(cycle.stderr, /AC\\x1b\[2J-001 -> B\\x07 -> AC\\x1b\[2J-001 is a cycle/);
+  assert.doesNotMatch(cycle.stderr, RAW_CONTROL);
 });

@@ -3,6 +3,7 @@ import { expectOk } from "../../client/api.js";
 import { openProxy, withControlClient } from "../../client/connection.js";
 import { listEverywhere, roomiest, withLoopClient } from "../../client/fleet.js";
 import { InvalidInputError, UnavailableError } from "../../util/errors.js";
+import { firstControl, utf8 } from "../../util/text.js";
 import { describeDaemonEvent, loopDetails, loopLine, pruned } from "../describe.js";
 import { ExitCode } from "../exit-codes.js";
 import { printJson, style } from "../output.js";
@@ -109,8 +110,12 @@ export async function prune(o: Flags): Promise<void> {
 
 export async function say(id: string, textArg: string | undefined, o: Flags & { file?: string }): Promise<void> {
   if ((textArg === undefined) === (o.file === undefined)) throw new InvalidInputError("give the guidance as TEXT or with --file FILE, not both or neither");
-  const text = (o.file !== undefined ? readFileSync(o.file === "-" ? 0 : o.file, "utf8") : textArg!).trim();
+  const raw = o.file !== undefined ? utf8(readFileSync(o.file === "-" ? 0 : o.file)) : textArg!;
+  if (raw === undefined) throw new InvalidInputError(`${o.file === "-" ? "the guidance on stdin" : o.file} is not valid UTF-8 text: guidance is plain text`);
+  const text = raw.trim();
   if (!text) throw new InvalidInputError("the guidance is empty");
+  const control = firstControl(text);
+  if (control) throw new InvalidInputError(`the guidance holds the control character ${control.hex} at offset ${control.offset}: guidance is plain text (newlines and tabs are fine)`);
   const { runningLocalRun, sayToLocalRun } = await import("../../loop/local-runs.js");
   const local = o.remote ? undefined : runningLocalRun(id);
   if (local) {
