@@ -2,11 +2,14 @@
 import { Command } from "commander";
 import { loadDaemonConfig } from "../daemon/config.js";
 import { checkDaemon } from "../daemon/check.js";
-import { runDaemon } from "../daemon/main.js";
+import { runDaemon, runningDaemonPid, stopLoopsRequestFile } from "../daemon/main.js";
+import { ralphHome } from "../config/paths.js";
+import { pidAlive } from "../process/supervisor.js";
+import { waitFor } from "../util/wait.js";
 import { joinNetwork } from "../daemon/join.js";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { ExitCode } from "./exit-codes.js";
-import { InvalidInputError } from "../util/errors.js";
+import { InvalidInputError, NotFoundError } from "../util/errors.js";
 import { endQuietlyOnClosedPipe, installSafeOutput, printJson, reportError, style } from "./output.js";
 import { VERSION } from "../version.js";
 import { exitOnSignalUnlessHandled } from "./signals.js";
@@ -64,6 +67,26 @@ program
     if (o.json) printJson(results);
     else for (const r of results) process.stdout.write(`${r.ok ? style.green("ok  ") : style.red("FAIL")} ${r.name}: ${r.detail}\n`);
     if (results.some((r) => !r.ok)) process.exitCode = ExitCode.Unavailable;
+  });
+
+program
+  .command("stop")
+  .description(
+    "Stop the ralphd of this RALPH_HOME, as systemctl stop does: its loops run on for the next ralphd to re-adopt (and stop themselves after orphanStopSeconds without one); --loops ends them instead",
+  )
+  .option("--loops", 'end every running loop as ralphd stops, recorded and notified as "daemon shutdown"')
+  .option("--timeout <seconds>", "how long to wait for ralphd to exit", (v: string) => Number(v), 90)
+  .option("--json", "print the result as JSON")
+  .action(async (o: { loops?: boolean; timeout: number; json?: boolean }) => {
+    const pid = runningDaemonPid();
+    if (!pid) throw new NotFoundError(`no ralphd is running for ${ralphHome()}`);
+    if (o.loops) writeFileSync(stopLoopsRequestFile(), "", { mode: 0o600 });
+    process.kill(pid, "SIGTERM");
+    if (!o.json) process.stderr.write(`stopping ralphd (pid ${pid})${o.loops ? " and ending its loops" : ""}...\n`);
+    await waitFor(() => !pidAlive(pid), { what: `ralphd (pid ${pid}) to exit`, timeoutMs: o.timeout * 1000, intervalMs: 100 });
+    const loops = o.loops ? "ended" : "left running";
+    if (o.json) printJson({ pid, stopped: true, loops });
+    else process.stdout.write(`ralphd (pid ${pid}) stopped; its loops were ${loops === "ended" ? 'ended ("daemon shutdown")' : "left running for the next ralphd to re-adopt"}\n`);
   });
 
 try {

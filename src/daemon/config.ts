@@ -96,6 +96,15 @@ export const DaemonConfigSchema = z.strictObject({
   reconcileIntervalSeconds: z.number().int().min(5).max(86_400).default(300),
   /** Where the daemon reports loops that end, stall or ask. */
   notify: z.array(NotifyTargetSchema).default([]),
+  /**
+   * What a stop of ralphd (SIGTERM: systemctl stop or restart, an upgrade)
+   * does to running loops: "keep-loops" leaves them running for the next
+   * ralphd to re-adopt; "stop-loops" ends them ('ralphd stop --loops' does
+   * that once).
+   */
+  shutdown: z.enum(["keep-loops", "stop-loops"]).default("keep-loops"),
+  /** Loops left by a ralphd that does not come back stop themselves after this long. */
+  orphanStopSeconds: z.number().int().min(3).max(30 * 86_400).default(3600),
   sandbox: SandboxConfigSchema.default({ allowNet: [], readOnly: [], limits: { default: DEFAULT_LIMITS, max: MAX_LIMITS } }),
 });
 

@@ -4,6 +4,11 @@ import type { LoopRow, StoredEvent } from "./store.js";
 
 const ENDINGS: Partial<Record<string, NotifyKind>> = { completed: "completed", failed: "failed", exhausted: "exhausted", budget: "budget", stopped: "stopped" };
 
+/** Why loops end when the daemon ends them as it stops ('ralphd stop --loops', shutdown: "stop-loops"). */
+export const SHUTDOWN = "daemon shutdown";
+/** How a loop that stopped itself, for want of a daemon, says so (the start of its reason). */
+export const ORPHANED = "no ralphd for over";
+
 /** What the owner hears about a loop event, if anything: its end, a stall, or a question nobody answered. */
 export function notificationFor(daemon: string, row: LoopRow, { event }: StoredEvent): Notification | undefined {
   const details = {
@@ -21,7 +26,9 @@ export function notificationFor(daemon: string, row: LoopRow, { event }: StoredE
   const where = `${row.branch} on ${daemon}`;
   const progress = `${row.passed}/${row.total} stories pass after ${row.iteration} iteration(s), ${formatUsage(row.usage)}`;
   if (event.type === "loop.status") {
-    const kind = ENDINGS[event.status];
+    // Nobody asked for these: the owner hears of them.
+    const unasked = event.status === "stopped" && (event.reason === SHUTDOWN || event.reason?.startsWith(ORPHANED));
+    const kind = unasked ? "shutdown" : ENDINGS[event.status];
     if (!kind) return undefined;
     return { ...base, kind, title: `Ralph loop ${row.id} ${event.status}`, message: `${where}: ${progress}${event.reason && kind !== "completed" ? `. ${event.reason}` : ""}` };
   }

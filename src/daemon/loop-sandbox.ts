@@ -8,9 +8,13 @@ import { modelEndpoints, type OpencodeConfig } from "../sandbox/model-endpoints.
 import { formatNetRule, parseNetRule, uniqueRules, type NetRule } from "../sandbox/net-rules.js";
 import { sandboxSupport } from "../sandbox/probe.js";
 import type { SandboxPlan } from "../sandbox/sandbox.js";
+import { homeDir } from "../config/paths.js";
 import type { DaemonConfig } from "./config.js";
 import type { OpencodeSettings } from "./opencode-settings.js";
 import type { LoopRow } from "./store.js";
+
+/** The file a running ralphd touches, which its loops' sandboxes watch to know it is there. */
+export const heartbeatFile = (): string => join(homeDir("daemon", "run"), "heartbeat");
 
 /** Where a loop's sandbox keeps its HOME, /tmp and sockets, under the daemon's per-loop state. */
 export const sandboxDirOf = (workspaceDir: string, id: string): string => join(workspaceDir, "state", id, "box");
@@ -76,6 +80,7 @@ export function sandboxPlanOf(
     allow: (info.allowNet ?? []).map(parseNetRule),
     limits: info.limits ?? { memoryMb: 0, pids: 0, cpuWeight: 100 },
     user: sandboxUserOf(row.id),
+    orphan: { heartbeat: heartbeatFile(), seconds: config.orphanStopSeconds },
     onRefused,
   };
 }

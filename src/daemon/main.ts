@@ -1,5 +1,5 @@
 import { createAdaptorServer } from "@hono/node-server";
-import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { homeDir, ralphHome } from "../config/paths.js";
 import { commandLineOf } from "../process/proc-scan.js";
@@ -9,6 +9,8 @@ import { controlServiceName } from "../ziti/roles.js";
 import { controlApi } from "./api.js";
 import type { DaemonConfig } from "./config.js";
 import { LoopManager } from "./manager.js";
+import { SHUTDOWN } from "./loop-notifications.js";
+import { heartbeatFile } from "./loop-sandbox.js";
 import { Notifier } from "./notify.js";
 import { Store } from "./store.js";
 
@@ -71,6 +73,17 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
     store.close();
     throw new Error(`cannot host the control service ${service}: ${(err as Error).message}`);
   }
+  // Before any loop starts or is adopted: their sandboxes stop themselves without it.
+  const beat = () => {
+    const now = new Date();
+    try {
+      utimesSync(heartbeatFile(), now, now);
+    } catch {
+      writeFileSync(heartbeatFile(), "", { mode: 0o600 });
+    }
+  };
+  beat();
+  const heartbeat = setInterval(beat, Math.min(10_000, (config.orphanStopSeconds * 1000) / 4)).unref();
   const { adopted, failed } = await manager.readopt();
   if (adopted.length) log(`re-adopted running loops: ${adopted.join(", ")}`);
   if (failed.length) log(`marked failed (their opencode was gone): ${failed.join(", ")}`);
@@ -82,16 +95,18 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
     every(PRUNE_MS, () => manager.prune(), "pruning finished loops", log),
   ];
 
-  await new Promise<void>((resolve) => {
-    const shutdown = (sig: string) => {
-      log(`${sig}: stopping loops and leaving`);
-      resolve();
-    };
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
-    process.once("SIGINT", () => shutdown("SIGINT"));
+  const sig = await new Promise<string>((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
   });
-  for (const timer of housekeeping) clearInterval(timer);
-  await manager.stopAll();
+  for (const timer of [...housekeeping, heartbeat]) clearInterval(timer);
+  if (config.shutdown === "stop-loops" || takeStopLoopsRequest()) {
+    log(`${sig}: ending every loop ("${SHUTDOWN}") and leaving`);
+    await manager.stopAll();
+  } else {
+    const left = manager.detach();
+    log(`${sig}: leaving${left.length ? `; loops ${left.join(", ")} run on for the next ralphd to re-adopt (they stop themselves after ${config.orphanStopSeconds} s without one)` : ""}`);
+  }
   // Loops that ended just now are reported before we go.
   await notifier.close();
   await host.unhost(CONTROL_KEY).catch(() => undefined);
@@ -102,4 +117,16 @@ export async function runDaemon(config: DaemonConfig, log: (line: string) => voi
   store.close();
   rmSync(runtimeFile(), { force: true });
   rmSync(socket, { force: true });
+  // Loops let go of may still have work in flight here: it is the next daemon's.
+  process.exit(0);
+}
+
+/** Where 'ralphd stop --loops' asks the running daemon to end its loops as it stops. */
+export const stopLoopsRequestFile = (): string => join(homeDir("daemon", "run"), "stop-loops");
+
+/** Whether this stop was asked to end the loops (the request is used up). */
+function takeStopLoopsRequest(): boolean {
+  if (!existsSync(stopLoopsRequestFile())) return false;
+  rmSync(stopLoopsRequestFile(), { force: true });
+  return true;
 }

@@ -17,7 +17,7 @@ import { loopsServiceName } from "../ziti/roles.js";
 import type { DaemonConfig } from "./config.js";
 import { readCatalog } from "./catalog.js";
 import { opencodeSettings, type OpencodeSettings } from "./opencode-settings.js";
-import { notificationFor } from "./loop-notifications.js";
+import { notificationFor, SHUTDOWN } from "./loop-notifications.js";
 import type { Notifier } from "./notify.js";
 import { ApiError } from "../contract/errors.js";
 import { LoopSummarySchema, type AttachPoint, type Catalog, type DeliveryResult, type DiskUsage, type Health, type LoopSummary, type PruneResult, type StartLoopRequest } from "../contract/schemas.js";
@@ -30,6 +30,9 @@ import { checkOrigin, type OriginPolicy } from "./origins.js";
 import { Retention } from "./retention.js";
 import { DiskGauge } from "./disk.js";
 import { openEventFeed } from "./event-feed.js";
+import { orphanedReason } from "../sandbox/sandbox.js";
+import { sessionUsage } from "../opencode/session.js";
+import { addUsage, type Usage } from "../loop/usage.js";
 
 /** A loop as the API shows it: the contract's fields only, so that no column (a secret, a path) goes out unless the contract names it. */
 export function summaryOf(row: LoopRow): LoopSummary {
@@ -68,6 +71,10 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   private readonly retention: Retention;
   private readonly disk: DiskGauge;
   private readonly startedAt = Date.now();
+  /** Set when the daemon lets go of its loops to exit (see detach). */
+  private detached = false;
+  /** Each loop's last commit pushed: a push of the same commit again is not news. */
+  private readonly pushed = new Map<string, string>();
   /** Each running loop's reporter of refused connections. */
   private readonly refusals = new Map<string, ReturnType<typeof refusalReporter>>();
 
@@ -159,6 +166,8 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   }
 
   private record(loopId: string, event: StoredEvent["event"]): void {
+    // A daemon that let go of its loops (a restart) records nothing more of them: the next one carries on.
+    if (this.detached) return;
     const seq = this.store.appendEvent(loopId, event);
     const stored = { seq, loopId, event };
     this.emit("event", stored);
@@ -180,6 +189,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
   }
 
   private setStatus(id: string, status: LoopState, reason?: string): void {
+    if (this.detached) return;
     const ended = ACTIVE_STATES.includes(status) ? {} : { endedAt: new Date().toISOString() };
     this.store.updateLoop(id, { status, reason: reason ?? null, ...ended });
     this.record(id, { type: "loop.status", time: new Date().toISOString(), status, ...(reason ? { reason } : {}) });
@@ -290,10 +300,20 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     return { unhosted, stale };
   }
 
-  /** Stops every loop (daemon shutdown). */
+  /** Ends every loop, each recorded and notified with the reason "daemon shutdown" ('ralphd stop --loops'). */
   async stopAll(): Promise<void> {
-    for (const r of this.running.values()) r.stop.abort();
+    for (const r of this.running.values()) r.stop.abort(SHUTDOWN);
     await Promise.all([...this.running.values()].map((r) => r.done));
+  }
+
+  /**
+   * Lets go of every running loop without ending it (a restart, an upgrade):
+   * their sandboxes run on, nothing more is recorded or stopped by this
+   * daemon, and the next ralphd re-adopts them. The daemon exits after this.
+   */
+  detach(): string[] {
+    this.detached = true;
+    return [...this.running.keys()];
   }
 
   /** The plan of a loop's sandbox; refused connections become its events, a burst of them one event. */
@@ -385,6 +405,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
       if (!resume) worktree = await this.workspace.checkout(id, row.origin, row.branch, row.sandbox.mode === "on" ? sandboxUserOf(id) : undefined);
       const taskDir = resolveTaskDirIn(worktree, row.taskDir);
       this.setStatus(id, "running");
+      const sessions = resume ? await this.interruptedUsage(id, resume.server) : undefined;
       const result = await runLoop({
         taskDir,
         repoDir: worktree,
@@ -399,9 +420,10 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
         startServer: this.serverStarter(id),
         head: () => this.workspace.fetchLoop(id, row.origin, worktree, row.branch),
         existingServer: resume?.server,
-        // The interrupted iteration counts as done; the loop resumes after it.
+        // The interrupted iteration counts as done, with what it used; the loop resumes after it.
         startIteration: resume ? row.iteration : undefined,
-        startUsage: resume ? row.usage : undefined,
+        startUsage: sessions,
+        onSession: (sessionId) => this.store.updateLoop(id, { sessionId }),
         onEvent: (e: LoopEvent) => {
           // The row first, so that a notification for the event sees it.
           if (e.type === "iteration.started") this.store.updateLoop(id, { iteration: e.iteration, storyId: e.storyId ?? null });
@@ -413,14 +435,35 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
           if (committed) await this.pushWithRetry(id, row.origin, worktree, row.branch);
         },
       });
+      if (this.detached) return;
       this.store.updateLoop(id, { usage: result.usage });
       await this.pushWithRetry(id, row.origin, worktree, row.branch);
-      const reason = stop.aborted ? "stopped by request" : signal.aborted ? `time limit of ${this.config.loopTimeLimitSeconds}s reached` : result.reason;
+      const reason = stop.aborted ? (stop.reason === SHUTDOWN ? SHUTDOWN : "stopped by request") : signal.aborted ? `time limit of ${this.config.loopTimeLimitSeconds}s reached` : result.reason;
       this.setStatus(id, result.status, reason);
     } catch (err) {
       this.setStatus(id, "failed", (err as Error).message);
     } finally {
-      await this.release(id);
+      if (!this.detached) await this.release(id);
+    }
+  }
+
+  /**
+   * What the loop used until a restart, the iteration it interrupted
+   * included: that iteration's session (and its sub-agents') is stopped and
+   * read back from opencode, so a re-adopted loop counts what an
+   * uninterrupted one would.
+   */
+  private async interruptedUsage(id: string, server: OpencodeServer): Promise<Usage> {
+    const row = this.get(id);
+    if (!row.sessionId) return row.usage;
+    try {
+      const spent = await sessionUsage(server, row.sessionId);
+      const usage = addUsage(row.usage, spent);
+      this.store.updateLoop(id, { usage, sessionId: null });
+      return usage;
+    } catch (err) {
+      this.log(`loop ${id}: could not read what its interrupted iteration used (${(err as Error).message}); the loop's figures leave it out`);
+      return row.usage;
     }
   }
 
@@ -434,6 +477,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     }
     this.refusals.get(id)?.flush();
     this.refusals.delete(id);
+    this.pushed.delete(id);
     // What only a running loop needs: its opencode's password, and its
     // sandbox's HOME, /tmp and sockets. The worktree and log stay for
     // inspection until the retention period ends.
@@ -446,8 +490,10 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     const time = () => new Date().toISOString();
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.workspace.fetchLoop(id, origin, worktree, branch);
+        const head = await this.workspace.fetchLoop(id, origin, worktree, branch);
+        if (this.pushed.get(id) === head) return;
         const commit = await this.workspace.push(id, origin, branch);
+        this.pushed.set(id, commit);
         this.record(id, { type: "loop.pushed", time: time(), branch, commit });
         return;
       } catch (err) {
@@ -481,7 +527,10 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
         this.running.set(row.id, { stop, done });
         adopted.push(row.id);
       } else {
-        this.setStatus(row.id, "failed", `ralphd restarted and the loop's opencode${row.opencodePid ? ` (pid ${row.opencodePid})` : ""} was gone`);
+        // A sandbox that outlived its daemon too long stopped itself, and said so.
+        const orphaned = orphanedReason(sandboxDirOf(this.config.workspaceDir, row.id));
+        if (orphaned) this.setStatus(row.id, "stopped", orphaned);
+        else this.setStatus(row.id, "failed", `ralphd restarted and the loop's opencode${row.opencodePid ? ` (pid ${row.opencodePid})` : ""} was gone`);
         void this.release(row.id);
         failed.push(row.id);
       }

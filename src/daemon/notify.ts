@@ -6,10 +6,14 @@ import pRetry, { AbortError } from "p-retry";
 import { z } from "zod";
 import type { DeliveryResult } from "../contract/schemas.js";
 
-export const NotifyKindSchema = z.enum(["completed", "failed", "exhausted", "budget", "stalled", "asked", "stopped", "test"]);
+export const NotifyKindSchema = z.enum(["completed", "failed", "exhausted", "budget", "stalled", "asked", "stopped", "shutdown", "test"]);
 export type NotifyKind = z.infer<typeof NotifyKindSchema>;
-/** Kinds a target gets when its config names none. ("stopped": the owner did it; "test" always goes to every target.) */
-export const DEFAULT_NOTIFY_KINDS: NotifyKind[] = ["completed", "failed", "exhausted", "budget", "stalled", "asked"];
+/**
+ * Kinds a target gets when its config names none. ("stopped": the owner did
+ * it; "shutdown": the daemon ended the loop as it stopped, or the loop
+ * stopped itself without a daemon; "test" always goes to every target.)
+ */
+export const DEFAULT_NOTIFY_KINDS: NotifyKind[] = ["completed", "failed", "exhausted", "budget", "stalled", "asked", "shutdown"];
 
 const httpUrl = z.url({ protocol: /^https?$/, error: "an http:// or https:// URL" });
 const name = z.string().min(1).max(64).optional();
@@ -56,11 +60,11 @@ export interface NotifierOptions {
 }
 
 const NTFY_PRIORITY: Record<NotifyKind, number> = {
-  completed: 3, failed: 4, exhausted: 4, budget: 4, stalled: 4, asked: 4, stopped: 2, test: 3,
+  completed: 3, failed: 4, exhausted: 4, budget: 4, stalled: 4, asked: 4, stopped: 2, shutdown: 4, test: 3,
 };
 const NTFY_TAG: Record<NotifyKind, string> = {
   completed: "white_check_mark", failed: "x", exhausted: "warning", budget: "moneybag",
-  stalled: "hourglass", asked: "question", stopped: "stop_sign", test: "bell",
+  stalled: "hourglass", asked: "question", stopped: "stop_sign", shutdown: "stop_sign", test: "bell",
 };
 
 /**

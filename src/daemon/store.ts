@@ -38,6 +38,8 @@ export interface LoopRow {
   opencodeSocket: string | null;
   /** Its sandbox's launcher, whose process group holds opencode and everything the agent started. */
   opencodePid: number | null;
+  /** The opencode session of the iteration running now: what a restarted daemon reads back what it used from. */
+  sessionId: string | null;
   /** Secret: returned only to callers that need to attach. */
   opencodePassword: string | null;
 }
@@ -65,7 +67,8 @@ const MIGRATIONS = [
   `ALTER TABLE loops ADD COLUMN prunedAt TEXT;
    CREATE INDEX events_loop ON events (loopId, seq);`,
   `ALTER TABLE loops RENAME COLUMN opencodeUrl TO opencodeSocket;
-   ALTER TABLE loops ADD COLUMN sandbox TEXT;`,
+   ALTER TABLE loops ADD COLUMN sandbox TEXT;
+   ALTER TABLE loops ADD COLUMN sessionId TEXT;`,
 ];
 
 type Columns = Omit<LoopRow, "usage" | "sandbox"> & { usage: string | null; sandbox: string | null };

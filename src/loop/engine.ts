@@ -52,6 +52,8 @@ export interface LoopOptions {
   head?: () => Promise<string>;
   /** Resume on a server started before (daemon re-adoption). */
   existingServer?: OpencodeServer;
+  /** Each iteration's opencode session, when it is made. */
+  onSession?: (sessionId: string) => void;
   /** Number of iterations already done (resume). */
   startIteration?: number;
   /** What the iterations already done used (resume). */
@@ -211,6 +213,7 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
           accounting: opts.accounting,
           onTool: (t) => emit({ type: "tool", iteration, ...t }),
           onAsked: (a) => emit({ type: "loop.asked", iteration, ...a }),
+          onSession: opts.onSession,
           onUsage: (u) => {
             if (!overBudget.signal.aborted && budgetHit(addUsage(spentBefore, u), budget)) overBudget.abort();
           },

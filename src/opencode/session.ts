@@ -225,6 +225,23 @@ export async function runTurn(server: OpencodeServer, opts: TurnOptions): Promis
   }
 }
 
+/**
+ * What a session and the sub-agent sessions it started used, after stopping
+ * it: the iteration a restarted daemon interrupted, read back exactly.
+ */
+export async function sessionUsage(server: OpencodeServer, sessionID: string): Promise<Usage> {
+  const client = clientFor(server);
+  await client.session.abort({ sessionID });
+  const all = (await client.session.list()).data ?? [];
+  const ours = new Set([sessionID]);
+  // Children after their parents or not: grow the set until it holds still.
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const s of all) if (s.parentID && ours.has(s.parentID) && !ours.has(s.id)) (ours.add(s.id), (grew = true));
+  }
+  return finalUsage(client, ours, await pricesOf(server, client).catch(() => new Set<string>()));
+}
+
 /** The turn's usage from opencode's stored messages: exact, whatever events were missed. */
 async function finalUsage(client: OpencodeClient, sessions: Set<string>, priced: Set<string>): Promise<Usage> {
   const all: AssistantUsage[] = [];

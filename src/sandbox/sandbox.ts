@@ -1,4 +1,4 @@
-import { chownSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { PACKAGE_ROOT } from "../version.js";
 import { bwrapArgs } from "./bwrap.js";
@@ -31,6 +31,12 @@ export interface SandboxPlan {
   limits: Limits;
   /** ralphd as root: the unprivileged user the sandbox runs as. */
   user?: { uid: number; gid: number };
+  /**
+   * A sandbox that outlives its daemon (see command) stops itself when the
+   * daemon's heartbeat file is older than `seconds`: nothing runs
+   * unsupervised for ever.
+   */
+  orphan?: { heartbeat: string; seconds: number };
   onRefused: (host: string, port: number) => void;
 }
 
@@ -65,6 +71,48 @@ const initScript = (): string => join(PACKAGE_ROOT, "dist", "sandbox", "init.js"
 
 export const socketsOf = (dir: string) => ({ opencode: join(dir, "run", "opencode.sock"), proxy: join(dir, "run", "proxy.sock") });
 
+/** Where a sandbox that stopped itself for want of a daemon says why (beside its dirs, out of its reach). */
+const orphanedFile = (dir: string) => join(dir, "orphaned");
+
+/** Why the sandbox in `dir` stopped itself, if it did. */
+export function orphanedReason(dir: string): string | undefined {
+  try {
+    return readFileSync(orphanedFile(dir), "utf8").trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The launcher's watchdog: while the sandbox runs, it compares the daemon's
+ * heartbeat file with the clock, and stops the sandbox once the daemon has
+ * been gone too long (its reason written where the next daemon finds it).
+ */
+const WATCHDOG = `child=$!
+if [ -n "$RALPH_HEARTBEAT" ]; then
+  ( while kill -0 "$child" 2>/dev/null; do
+      sleep "$RALPH_WATCH_EVERY"
+      beat=$(stat -c %Y "$RALPH_HEARTBEAT" 2>/dev/null || echo 0)
+      if [ $(( $(date +%s) - beat )) -gt "$RALPH_ORPHAN_SECONDS" ]; then
+        echo "no ralphd for over $RALPH_ORPHAN_SECONDS s: the loop stopped itself" > "$RALPH_ORPHANED"
+        kill -TERM "$child"
+        break
+      fi
+    done ) &
+fi
+wait "$child"`;
+
+/** The watchdog's settings for a sandbox that outlives its starter, if it has one. */
+const watchdogEnv = (plan: SandboxPlan, survivesParent: boolean | undefined): Record<string, string> =>
+  survivesParent && plan.orphan
+    ? {
+        RALPH_HEARTBEAT: plan.orphan.heartbeat,
+        RALPH_ORPHAN_SECONDS: String(plan.orphan.seconds),
+        RALPH_WATCH_EVERY: String(Math.min(10, Math.max(1, Math.floor(plan.orphan.seconds / 3)))),
+        RALPH_ORPHANED: orphanedFile(plan.dir),
+      }
+    : {};
+
 /** Unix socket paths are limited to 107 bytes. */
 function checkSocketPath(path: string): void {
   if (Buffer.byteLength(path) > 107) throw new Error(`the loop's socket path ${path} is over 107 bytes, the most a Unix socket may have: choose a shorter workspaceDir or RALPH_HOME`);
@@ -85,7 +133,12 @@ export async function openSandbox(plan: SandboxPlan, opts: { adopt?: boolean } =
     return {
       socket: sockets.opencode,
       info: { mode: "off" },
-      command: (argv, port, env) => ({ command: process.execPath, args: [initScript(), JSON.stringify({ opencode: { argv, port, socket: sockets.opencode } } satisfies InitConfig)], env: { ...process.env, ...env } }),
+      command: (argv, port, env, survivesParent) => {
+        const inner = [process.execPath, initScript(), JSON.stringify({ opencode: { argv, port, socket: sockets.opencode } } satisfies InitConfig)];
+        const watch = watchdogEnv(plan, survivesParent);
+        if (!watch.RALPH_HEARTBEAT) return { command: inner[0]!, args: inner.slice(1), env: { ...process.env, ...env } };
+        return { command: "/bin/sh", args: ["-c", `"$@" &\n${WATCHDOG}`, "sh", ...inner], env: { ...process.env, ...env, ...watch } };
+      },
       hits: () => ({ memory: 0, pids: 0 }),
       close: async () => undefined,
     };
@@ -152,12 +205,17 @@ export async function openSandbox(plan: SandboxPlan, opts: { adopt?: boolean } =
       // starts is in them from its first instruction. bubblewrap takes the
       // sandbox down when its parent dies: that is the launcher when the
       // sandbox must outlive its starter, else the starter itself.
-      const run = survivesParent ? '"$@"' : 'exec "$@"';
+      const run = survivesParent ? `"$@" &\n${WATCHDOG}` : 'exec "$@"';
       const join = `IFS=:; for f in $RALPH_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; ${filter ? 'exec 3<"$RALPH_SECCOMP"; ' : ""}${run}`;
       return {
         command: "/bin/sh",
         args: ["-c", join, "sh", support.bwrap, ...bwrap],
-        env: { PATH: SYSTEM_PATH, RALPH_CGROUP_PROCS: limits.procsFiles.join(":"), RALPH_SECCOMP: seccomp },
+        env: {
+          PATH: SYSTEM_PATH,
+          RALPH_CGROUP_PROCS: limits.procsFiles.join(":"),
+          RALPH_SECCOMP: seccomp,
+          ...watchdogEnv(plan, survivesParent),
+        },
       };
     },
     hits: () => limits.hits(),

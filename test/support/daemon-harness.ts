@@ -20,11 +20,11 @@ export async function ralph(home: string, args: string[], cwd?: string): Promise
   }
 }
 
-/** ralphd as a real subprocess, ready once it has registered its control service. */
-export async function startRalphd(home: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; pid: number; log: () => string }> {
+/** ralphd as a real subprocess (this build's, or `script`), ready once it has registered its control service. */
+export async function startRalphd(home: string, env: NodeJS.ProcessEnv = {}, script = ralphdScript): Promise<{ child: ChildProcess; pid: number; log: () => string }> {
   const logFile = join(home, `ralphd-${Date.now()}.log`);
   let out = "";
-  const child = spawn(process.execPath, [ralphdScript], { env: { ...process.env, ...env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [script], { env: { ...process.env, ...env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
   child.stdout!.on("data", (d: Buffer) => (out += d));
   child.stderr!.on("data", (d: Buffer) => (out += d));
   const log = () => out;
