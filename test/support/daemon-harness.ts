@@ -21,7 +21,7 @@ export async function ralph(home: string, args: string[], cwd?: string): Promise
 }
 
 /** ralphd as a real subprocess (this build's, or `script`), ready once it has registered its control service. */
-export async function startRalphd(home: string, env: NodeJS.ProcessEnv = {}, script = ralphdScript): Promise<{ child: ChildProcess; pid: number; log: () => string }> {
+export async function startRalphd(home: string, env: NodeJS.ProcessEnv = {}, script = ralphdScript): Promise<{ child: ChildProcess; pid: number; home: string; log: () => string }> {
   const logFile = join(home, `ralphd-${Date.now()}.log`);
   let out = "";
   const child = spawn(process.execPath, [script], { env: { ...process.env, ...env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
@@ -33,13 +33,19 @@ export async function startRalphd(home: string, env: NodeJS.ProcessEnv = {}, scr
     timeoutMs: 60_000,
   });
   writeFileSync(logFile, out);
-  return { child, pid: child.pid!, log };
+  return { child, pid: child.pid!, home, log };
 }
 
-/** Stops a ralphd started by startRalphd (if it still runs) and waits for it to exit. */
-export async function stopRalphd(daemon: { child: ChildProcess } | undefined): Promise<void> {
+/**
+ * Stops a ralphd started by startRalphd (if it still runs) and waits for it
+ * to exit. A test's daemon ends its loops as it goes ('ralphd stop --loops'),
+ * so that no sandbox outlives the test.
+ */
+export async function stopRalphd(daemon: { child: ChildProcess; home: string } | undefined): Promise<void> {
   if (daemon?.child.exitCode !== null || daemon.child.signalCode !== null) return;
   const exited = new Promise((r) => daemon.child.once("exit", r));
+  const run = join(daemon.home, "daemon", "run");
+  if (existsSync(run)) writeFileSync(join(run, "stop-loops"), "");
   daemon.child.kill("SIGTERM");
   await exited;
 }
