@@ -59,9 +59,21 @@ interface Transport {
   close(): Promise<void>;
 }
 
-/** Through the client agent's warm dialer for the remote. */
+/** A request for one base URL sent to another (the same path and query). */
+function rebase(input: string | URL | Request, base: string): string | Request {
+  const url = new URL(input instanceof Request ? input.url : String(input));
+  const to = new URL(url.pathname + url.search, base).toString();
+  return input instanceof Request ? new Request(to, input) : to;
+}
+
+/**
+ * Through the client agent's warm dialer for the remote. When the agent goes
+ * away (stopped, killed, replaced by a newer build), a fresh one is started;
+ * if none can be, the command carries on with a dialer of its own.
+ */
 async function agentTransport(name: string, remote: Remote): Promise<Transport> {
-  const agent = (await AgentConnection.connect({ start: true }))!;
+  let agent = (await AgentConnection.connect({ start: true }))!;
+  let own: Transport | undefined;
   const open = async () => {
     const a = await agent.ask({ op: "open", identityFile: remote.identityFile, service: remote.service, label: name });
     if (!a.ok) throw unreachable(name, remote.service, a.message);
@@ -77,15 +89,29 @@ async function agentTransport(name: string, remote: Remote): Promise<Transport> 
   return {
     route: "by the client agent's warm dialer",
     baseUrl: "http://ralph-control",
-    fetch: (input, init) => via(input, init),
+    fetch: (input, init) => (own ? own.fetch(rebase(input, own.baseUrl), init) : via(input, init)),
     diagnose: async () => {
+      if (own) return own.diagnose();
       const a = await agent.ask({ op: "failed", identityFile: remote.identityFile, service: remote.service });
       return a.ok ? a.lastError : undefined;
     },
     reconnect: async () => {
+      if (own) return own.reconnect();
+      if (!agent.alive) {
+        try {
+          agent = (await AgentConnection.connect({ start: true }))!;
+        } catch {
+          // Its own dialer listens on 127.0.0.1, so requests name its URL instead.
+          own = await directTransport(name, remote);
+          return;
+        }
+      }
       via = await open();
     },
-    close: async () => agent.close(),
+    close: async () => {
+      agent.close();
+      await own?.close();
+    },
   };
 }
 

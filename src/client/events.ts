@@ -1,6 +1,7 @@
 import { isTerminal, StreamEventSchema, type StreamEvent } from "../contract/events.js";
 import { sseMessages } from "../util/sse.js";
 import { sleep } from "../util/wait.js";
+import { UnavailableError } from "../util/errors.js";
 import { expectOk } from "./api.js";
 import type { ControlClient } from "./connection.js";
 
@@ -66,7 +67,7 @@ export async function streamEvents(
       if ((err as { fatal?: boolean }).fatal) throw err;
       if (opts.signal?.aborted) return last;
       failures++;
-      if (failures > 60) throw new Error(`lost the event stream and could not resume after ${failures} tries: ${(err as Error).message}`);
+      if (failures > 60) throw new UnavailableError(`lost the event stream of remote "${client.remoteName}" and could not resume it after ${failures} tries: ${(err as Error).message}`);
       await sleep(Math.min(2000, 100 * failures));
       // Resume from the last seq once the daemon answers again.
       await client.reconnect().catch(() => undefined);

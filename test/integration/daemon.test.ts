@@ -45,7 +45,7 @@ before(async () => {
   model = await startScriptedModel({ script: { kind: "ralph-agent" } });
   offerScriptedModel(home, model.baseUrl, { maxConcurrentLoops: 2 });
   projectRoot = mkdtempSync(join(tmpdir(), "ralph-project-"));
-  project = makeProject(projectRoot, ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine", "ralph/ten", "ralph/eleven"]);
+  project = makeProject(projectRoot, ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine", "ralph/ten", "ralph/eleven", "ralph/twelve"]);
   daemon = await startRalphd(home);
 });
 
@@ -174,6 +174,32 @@ test("following a loop's events survives a killed dialer without missing one", a
   assert.match(logs.stdout, /completed/);
 });
 
+test("ralph logs -f carries on when the client agent goes away (stopped, then killed), missing and repeating nothing", async () => {
+  model.setScript({ kind: "hang" });
+  const before = model.requestCount();
+  const id = await startLoop("ralph/twelve");
+  const child = spawn(process.execPath, [cli, "logs", id, "--follow", "--json"], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  const lines: string[] = [];
+  let stderr = "";
+  createInterface({ input: child.stdout! }).on("line", (l) => lines.push(l));
+  child.stderr!.on("data", (d: Buffer) => (stderr += d));
+  await waitFor(() => model.requestCount() > before && lines.length > 0, { what: "the follower's first events", timeoutMs: 60_000 });
+  // Away it goes, as 'ralph agent stop' (or an upgrade that replaces it) does it...
+  assert.equal((await ralph(home, ["agent", "stop"])).code, 0);
+  await waitFor(async () => (await agentStatus(home)).running, { what: "the follower to start a fresh agent", timeoutMs: 30_000 });
+  // ...and as a crash does it.
+  const fresh = await agentStatus(home);
+  assert.ok(fresh.running);
+  signalGroup(fresh.pid, "SIGKILL");
+  await waitFor(async () => { const s = await agentStatus(home); return s.running && s.pid !== fresh.pid; }, { what: "the follower to start another agent", timeoutMs: 30_000 });
+  model.setScript({ kind: "ralph-agent" });
+  assert.equal(await exited, 0, `the follower ends with the loop: ${stderr}`);
+  const seen = lines.map((l) => (JSON.parse(l) as StreamEvent).seq);
+  assert.deepEqual(seen, (await eventsOf(id)).map((e) => e.seq), "every event exactly once, in order");
+  assert.ok(lines.some((l) => (JSON.parse(l) as StreamEvent).type === "run.ended"));
+});
+
 test("ralph stop stops a loop and frees its slot", async () => {
   model.setScript({ kind: "hang" });
   const before = model.requestCount();
@@ -247,10 +273,12 @@ test("the daemon reports its health and the models and agents its loops can use"
   assert.ok(!models.stdout.includes("not-needed"), "provider keys and options stay on the daemon");
 });
 
-test("ralph attach --print-url right after ralph start waits for the loop's opencode, opens a ready proxy to it and closes it on Ctrl-C", async () => {
+test("ralph attach --print-url right after ralph start waits for the loop's opencode, opens a ready proxy to it and closes it on Ctrl-C", async (t) => {
   model.setScript({ kind: "hang" });
   const id = await startLoop("ralph/eight");
   const child = spawn(process.execPath, [cli, "attach", id, "--print-url"], { env: { ...process.env, RALPH_HOME: home }, stdio: ["ignore", "pipe", "pipe"] });
+  // A failed assertion must not leave it running: the file would never end.
+  t.after(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")));
   const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -260,8 +288,9 @@ test("ralph attach --print-url right after ralph start waits for the loop's open
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
   const password = await waitFor(() => /OPENCODE_SERVER_PASSWORD=(\S+)/.exec(stderr)?.[1], { what: "the password", timeoutMs: 10_000 });
   const auth = { authorization: "Basic " + Buffer.from(`opencode:${password}`).toString("base64") };
-  const sessions = (await (await fetch(`${url}/session`, { headers: auth })).json()) as { title: string }[];
-  assert.ok(sessions.some((s) => s.title === "Ralph iteration"), "the URL leads to the loop's own opencode");
+  // The loop makes its first session as its iteration starts, which may be just after the proxy is ready.
+  const iterationSession = async () => ((await (await fetch(`${url}/session`, { headers: auth })).json()) as { title: string }[]).some((s) => s.title === "Ralph iteration");
+  await waitFor(iterationSession, { what: "the URL to lead to the loop's own opencode, with its iteration's session", timeoutMs: 30_000 });
   assert.equal((await fetch(`${url}/session`)).status, 401, "and it still wants the loop's password");
   const listeners = listenersOfTree(process.pid);
   for (const what of ["ralph-ziti-dial", "quickstart"]) assert.ok(listeners.some((l) => l.command.includes(what)), `${what} listens`);

@@ -361,10 +361,10 @@ test("a daemon that opts out runs loops unsandboxed and says so in ls, status an
 
 test("a fork bomb and a memory hog in one loop fail its iteration with events that name each limit, while another loop completes", async () => {
   const hog = [
+    // Memory until the kernel says no (first: once the processes are all taken, nothing more starts).
+    `node -e 'const a=[];for(;;)a.push(Buffer.alloc(64*1024*1024,1))'; echo "hog exited $?"`,
     // As many processes as it can get, then let them go.
     `node -e 'const cp=require("child_process");let ok=0,failed=0;const kids=[];for(let i=0;i<400;i++){try{const c=cp.spawn("sleep",["30"]);c.on("error",()=>failed++);kids.push(c);ok++}catch{failed++}}setTimeout(()=>{for(const k of kids)k.kill();console.log("forked",ok,"failed",failed)},1500)'`,
-    // Memory until the kernel says no.
-    `node -e 'const a=[];for(;;)a.push(Buffer.alloc(64*1024*1024,1))'; echo "hog exited $?"`,
   ].join("; ");
   model.setScript({ kind: "ralph-agent", firstWhen: "ralph/greedy", first: hog });
   const project = makeProject(join(root, "limits"), ["ralph/greedy", "ralph/modest"], (b) => ({ branchName: b, userStories: [{ id: "A1", title: `One on ${b}`, priority: 1 }] }));

@@ -8,6 +8,8 @@ import { agentBuild, agentLogPath, agentSocketPath, type AgentAnswer, type Agent
 
 type Ask = AgentRequest extends infer R ? (R extends AgentRequest ? Omit<R, "id"> : never) : never;
 
+const GONE: AgentAnswer = { id: 0, ok: false, kind: "unavailable", message: "the client agent went away" };
+
 /** `ralph agent run`, from the built CLI (tests run the sources, which cannot be started as they are). */
 const AGENT_COMMAND = [join(PACKAGE_ROOT, "dist", "cli", "ralph.js"), "agent", "run"];
 const START_TIMEOUT_MS = 10_000;
@@ -36,9 +38,11 @@ export class AgentConnection {
       this.pending.delete(a.id);
     });
     sock.on("close", () => {
-      for (const settle of this.pending.values()) settle({ id: 0, ok: false, kind: "unavailable", message: "the client agent went away" });
+      for (const settle of this.pending.values()) settle(GONE);
       this.pending.clear();
     });
+    // A write to an agent that went away fails here; 'close' follows and answers what waits.
+    sock.on("error", () => undefined);
     // The agent must not keep a finished command alive.
     sock.unref();
   }
@@ -78,7 +82,14 @@ export class AgentConnection {
     }
   }
 
+  /** False once the agent has gone (stopped, killed, replaced): a new connection is needed. */
+  get alive(): boolean {
+    return !this.sock.destroyed;
+  }
+
   ask(req: Ask): Promise<AgentAnswer> {
+    // Nothing will ever answer on a closed connection: say so at once rather than wait for ever.
+    if (!this.alive) return Promise.resolve(GONE);
     const id = this.nextId++;
     this.sock.ref();
     return new Promise<AgentAnswer>((resolve) => {
