@@ -1,19 +1,32 @@
 import { InvalidArgumentError, type Command } from "commander";
 import { parseNetRule } from "../sandbox/net-rules.js";
+import { BOUNDS } from "../contract/bounds.js";
 
 // Option parsers and shared option texts of the command definitions.
 
-export const positiveInt = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number of at least 1`);
+/** A whole number in decimal digits, within bounds (by default, at least 1): "0x10", "1e3" and "12abc" are refused. */
+export const positiveInt =
+  (name: string, bounds: { min: number; max: number } = { min: 1, max: Number.MAX_SAFE_INTEGER }) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v.trim()) || n < bounds.min || n > bounds.max) {
+      throw new InvalidArgumentError(`${name} must be a whole number from ${bounds.min} to ${bounds.max}`);
+    }
+    return n;
+  };
+
+/** A dollar amount in decimal ("2.50", "$2.50"), above 0 and at most the contract's ceiling. */
+export const positiveAmount = (name: string) => (v: string): number => {
+  const text = v.trim().replace(/^\$/, "");
+  const n = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || n <= BOUNDS.maxCostUsd.min || n > BOUNDS.maxCostUsd.max) {
+    throw new InvalidArgumentError(`${name} must be an amount in US dollars above 0 and at most ${BOUNDS.maxCostUsd.max}, e.g. 2.50`);
+  }
   return n;
 };
 
-export const positiveAmount = (name: string) => (v: string): number => {
-  const n = Number(v.replace(/^\$/, ""));
-  if (!Number.isFinite(n) || n <= 0 || v.trim() === "") throw new InvalidArgumentError(`${name} must be a positive amount in US dollars, e.g. 2.50`);
-  return n;
-};
+/** A loop setting checked against the contract's bounds, as the daemon will check it. */
+export const boundedInt = (name: string, key: Exclude<keyof typeof BOUNDS, "maxCostUsd">) => positiveInt(name, BOUNDS[key]);
 
 export const permissionPolicy = (v: string): "reject" | "allow" => {
   if (v !== "reject" && v !== "allow") throw new InvalidArgumentError(`--on-permission must be "reject" or "allow"`);

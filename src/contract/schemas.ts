@@ -2,6 +2,7 @@ import { z } from "zod";
 import { UsageSchema } from "../loop/usage-schema.js";
 import { SandboxInfoSchema } from "../sandbox/info.js";
 import { ERROR_CODES } from "./errors.js";
+import { BOUNDS } from "./bounds.js";
 import { firstControl } from "../util/text.js";
 import { LoopStateSchema } from "./events.js";
 
@@ -22,14 +23,14 @@ export const StartLoopRequestSchema = z.strictObject({
   branch: notAnOption("branch"),
   /** Relative to the repository root. */
   taskDir: notAnOption("taskDir"),
-  maxIterations: z.number().int().min(1).max(1000).default(10),
+  maxIterations: z.number().int().min(BOUNDS.maxIterations.min).max(BOUNDS.maxIterations.max).default(10),
   model: z.string().regex(/^[A-Za-z0-9._-]+\/[A-Za-z0-9._:/-]+$/, "model must be written provider/model").optional(),
-  iterationTimeoutSeconds: z.number().int().min(10).max(24 * 3600).default(1800),
+  iterationTimeoutSeconds: z.number().int().min(BOUNDS.iterationTimeoutSeconds.min).max(BOUNDS.iterationTimeoutSeconds.max).default(1800),
   /** Omitted: the daemon's default (stallTimeoutSeconds in its config). */
-  stallTimeoutSeconds: z.number().int().min(5).max(24 * 3600).optional(),
+  stallTimeoutSeconds: z.number().int().min(BOUNDS.stallTimeoutSeconds.min).max(BOUNDS.stallTimeoutSeconds.max).optional(),
   /** Omitted: the daemon's default budget; never above its ceiling. */
-  maxCostUsd: z.number().positive().max(1_000_000).optional(),
-  maxTokens: z.number().int().positive().max(1e12).optional(),
+  maxCostUsd: z.number().positive().max(BOUNDS.maxCostUsd.max).optional(),
+  maxTokens: z.number().int().min(BOUNDS.maxTokens.min).max(BOUNDS.maxTokens.max).optional(),
   /** HOST[:PORT] this loop's sandbox may reach besides its model and the daemon's allowlist. */
   allowNet: z.array(z.string().min(1).max(300)).max(32).optional(),
   /** Omitted parts: the daemon's defaults; never above its ceilings. */

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { allowNetHelp, allowNetOption, collectHosts, limitOptions, loopId, loopRemoteHelp, positiveAmount, positiveInt, remoteHelp, remoteOption } from "../options.js";
+import { allowNetHelp, allowNetOption, boundedInt, collectHosts, limitOptions, loopId, loopRemoteHelp, positiveAmount, remoteHelp, remoteOption } from "../options.js";
 import type { StartFlags } from "../actions/loops.js";
 
 const actions = () => import("../actions/loops.js");
@@ -10,11 +10,11 @@ export function registerLoopCommands(program: Command): void {
     .argument("<task-dir>", "directory holding prd.json, inside a git repository")
     .option(remoteOption, "the remote (default: the only one); 'any' picks the reachable one with the most free slots")
     .option("--origin <url>", "git URL the daemon fetches (default: the repo's origin remote)")
-    .option("--max-iterations <n>", "iteration budget", positiveInt("--max-iterations"))
+    .option("--max-iterations <n>", "iteration budget", boundedInt("--max-iterations", "maxIterations"))
     .option("--model <provider/model>", "model for opencode")
     .option("--max-cost <usd>", "stop once the loop has cost this much (default: the daemon's)", positiveAmount("--max-cost"))
-    .option("--max-tokens <n>", "stop once the loop has used this many tokens (default: the daemon's)", positiveInt("--max-tokens"))
-    .option("--stall-timeout <seconds>", "abort an iteration after this long with no activity (default: the daemon's)", positiveInt("--stall-timeout"))
+    .option("--max-tokens <n>", "stop once the loop has used this many tokens (default: the daemon's)", boundedInt("--max-tokens", "maxTokens"))
+    .option("--stall-timeout <seconds>", "abort an iteration after this long with no activity (default: the daemon's)", boundedInt("--stall-timeout", "stallTimeoutSeconds"))
     .option(allowNetOption, allowNetHelp, collectHosts)
     .option("--json", "print the loop as JSON")
     .action(async (taskDir: string, o: StartFlags) => (await actions()).start(taskDir, o));
