@@ -1,7 +1,9 @@
-import { createWriteStream, mkdirSync, readFileSync, type WriteStream } from "node:fs";
+import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
 import { dirname } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { withoutTokens } from "../util/tokens.js";
+
+export { pidAlive } from "./alive.js";
 
 export interface ChildExit {
   code: number | null;
@@ -154,22 +156,6 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): void {
     process.kill(-pid, signal);
   } catch {
     /* already gone */
-  }
-}
-
-/** True when a process with this pid exists (and we may signal it). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-  // A zombie (exited, not yet reaped by a parent that is not us) is gone.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return true;
   }
 }
 

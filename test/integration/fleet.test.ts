@@ -7,9 +7,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { startScriptedModel, type ScriptedModel } from "../../src/model/scripted-model.js";
 import { pidAlive } from "../../src/process/supervisor.js";
 import { waitFor } from "../../src/util/wait.js";
@@ -139,4 +139,27 @@ test("the client agent exits after its idle period, and its dialers and sockets 
   await waitFor(() => dialers.every((p) => !pidAlive(p)), { what: "its dialer to exit", timeoutMs: 10_000 });
   assert.deepEqual(readdirSync(dir), [], "no socket is left");
   assert.deepEqual(await agentStatus(home), { running: false });
+});
+
+test("a RALPH_HOME too long for socket paths still gets its agent, in a short private directory; a killed agent's sockets are cleared", async () => {
+  // 110 bytes of RALPH_HOME: its own socket paths could not be bound.
+  const longHome = join(projectRoot, "h".repeat(110 - projectRoot.length - 1));
+  mkdirSync(join(longHome, "client"), { recursive: true });
+  copyFileSync(join(home, "client", "remotes.json"), join(longHome, "client", "remotes.json"));
+  const listed = await ralph(longHome, ["ls", "--remote", "local"]);
+  assert.equal(listed.code, 0, listed.stderr);
+  const agent = await agentStatus(longHome);
+  assert.ok(agent.running && agent.dialers.length === 1, JSON.stringify(agent));
+  const dir = dirname(agent.dialers[0]!.socket);
+  assert.ok(dir.startsWith(join(tmpdir(), `ralph-remote-${process.getuid!()}`)), `the sockets are in a short directory of this user's: ${dir}`);
+  assert.equal(statSync(dir).mode & 0o777, 0o700);
+  // Killed outright: nothing of it removes its dialer's socket...
+  process.kill(agent.pid, "SIGKILL");
+  await waitFor(() => agent.dialers.every((d) => !pidAlive(d.pid)) && !pidAlive(agent.pid), { what: "the killed agent and its dialer to be gone", timeoutMs: 10_000 });
+  assert.ok(readdirSync(dir).some((f) => f.startsWith("dial-")), "a killed agent leaves its dialer's socket");
+  // ...until the next 'ralph agent stop' (or agent) clears it.
+  const stopped = await ralph(longHome, ["agent", "stop"]);
+  assert.equal(stopped.code, 0);
+  assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith("dial-")), [], "no stale socket is left");
+  rmSync(dir, { recursive: true, force: true });
 });

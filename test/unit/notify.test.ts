@@ -191,8 +191,7 @@ test("log lines and results never show a target's secrets", async () => {
   assert.deepEqual(
     logs.toSorted(),
     labels
-      .flatMap((label) => [`notify ${label}: "failed" for loop 1a2b3c4d`, `notify ${label}: "test" for loop -`])
-      .map((start) => `${start} failed after 2 attempt(s): HTTP 500`)
+      .flatMap((label) => [`notify ${label}: "failed" for loop 1a2b3c4d failed after 2 attempt(s): HTTP 500`, `notify ${label}: "test" for loop - failed after 1 attempt(s): HTTP 500`])
       .toSorted(),
   );
   assert.deepEqual(results.map((x) => x.target), labels);
@@ -237,8 +236,9 @@ test("a dead or hanging target does not delay delivery to a working one", async 
   await n.idle();
   assert.equal(slow.requests.length, 3);
   assert.equal(logs.length, 3);
-  for (const [i, id] of ["a", "b", "c"].entries()) {
-    assert.match(logs[i]!, new RegExp(`^notify webhook http://127\\.0\\.0\\.1:${dead}: "completed" for loop ${id} failed after 3 attempt\\(s\\): fetch failed: connect ECONNREFUSED`));
+  // The first gets its retries; the ones after it one attempt each, while the target stays dead.
+  for (const [i, [id, attempts]] of ([["a", 3], ["b", 1], ["c", 1]] as const).entries()) {
+    assert.match(logs[i]!, new RegExp(`^notify webhook http://127\\.0\\.0\\.1:${dead}: "completed" for loop ${id} failed after ${attempts} attempt\\(s\\): fetch failed: connect ECONNREFUSED`));
   }
 });
 
@@ -289,11 +289,11 @@ test("test() sends to every target regardless of its kinds and reports each", as
   assert.deepEqual(results[0], { target: `webhook ${r.url}`, ok: true, attempts: 1 });
   assert.equal(results[1]!.target, "phone");
   assert.equal(results[1]!.ok, false);
-  assert.equal(results[1]!.attempts, 2);
+  assert.equal(results[1]!.attempts, 1, "a test tries each target once: it takes one attempt's time at most");
   assert.match(results[1]!.error!, /^fetch failed: connect ECONNREFUSED/);
   assert.equal(r.requests.length, 1);
   assert.equal(JSON.parse(r.requests[0]!.body).kind, "test");
-  assert.match(logs.join("\n"), /^notify phone: "test" for loop - failed after 2 attempt\(s\): fetch failed: connect ECONNREFUSED/);
+  assert.match(logs.join("\n"), /^notify phone: "test" for loop - failed after 1 attempt\(s\): fetch failed: connect ECONNREFUSED/);
 });
 
 test("close() drains the queues, then accepts nothing more", async () => {
@@ -344,4 +344,38 @@ test("the target schema refuses non-http URLs, unknown keys and bad values", () 
   for (const t of bad) assert.equal(NotifyTargetSchema.safeParse(t).success, false, JSON.stringify(t));
   assert.match(NotifyTargetSchema.safeParse(bad[0]).error!.issues[0]!.message, /http:\/\/ or https:\/\//);
   assert.match(NotifyTargetSchema.safeParse(bad[4]).error!.issues[0]!.message, /Unrecognized key.*token/);
+});
+
+/** A target that takes every connection and never answers. */
+async function silentTarget(): Promise<string> {
+  const { createServer } = await import("node:net");
+  const held: import("node:net").Socket[] = [];
+  const server = createServer((s) => held.push(s));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  closers.push(async () => {
+    for (const s of held) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return `http://127.0.0.1:${(server.address() as import("node:net").AddressInfo).port}/hook`;
+}
+
+test("a target that never answers holds a test to one bounded attempt, says so, and costs each later notification one attempt", async () => {
+  const url = await silentTarget();
+  // The defaults: a few seconds for the whole test.
+  const logs: string[] = [];
+  const defaults = new Notifier([target({ kind: "webhook", name: "silent", url })], (l) => logs.push(l));
+  closers.push(() => defaults.close(0));
+  const t0 = Date.now();
+  const [result] = await defaults.test(note("test", ""));
+  const took = Date.now() - t0;
+  assert.deepEqual({ ...result, error: undefined }, { target: "silent", ok: false, attempts: 1, error: undefined });
+  assert.match(result!.error!, /timed out after 3000 ms/);
+  assert.ok(took >= 2900 && took < 4500, `one attempt of 3 s, not more (took ${took} ms)`);
+  // Queued deliveries: the first gets its retries, the ones after it one attempt each while the target stays silent.
+  const { n, logs: queued } = notifier([target({ kind: "webhook", name: "silent", url })], { retries: 2, timeoutMs: 200 });
+  n.notify(note("failed", "00000001"));
+  n.notify(note("failed", "00000002"));
+  await n.idle();
+  assert.ok(queued.some((l) => /loop 00000001 failed after 3 attempt\(s\): timed out after 200 ms/.test(l)), queued.join("\n"));
+  assert.ok(queued.some((l) => /loop 00000002 failed after 1 attempt\(s\)/.test(l)), queued.join("\n"));
 });

@@ -4,7 +4,8 @@ import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { UnavailableError } from "../../util/errors.js";
 import { PACKAGE_ROOT } from "../../version.js";
-import { agentBuild, agentLogPath, agentSocketPath, type AgentAnswer, type AgentRequest } from "./protocol.js";
+import { agentBuild, agentLogPath, agentSocketPath, removeStaleSockets, type AgentAnswer, type AgentRequest } from "./protocol.js";
+import { pidAlive } from "../../process/alive.js";
 
 type Ask = AgentRequest extends infer R ? (R extends AgentRequest ? Omit<R, "id"> : never) : never;
 
@@ -112,12 +113,14 @@ export class AgentConnection {
   }
 }
 
-/** Stops this RALPH_HOME's agent and its dialers, if one runs; true if one did. */
+/** Stops this RALPH_HOME's agent and its dialers, if one runs (true if one did), and clears what a killed one left. */
 export async function stopAgent(): Promise<boolean> {
   const agent = await AgentConnection.connect({ start: false });
-  if (!agent) return false;
-  const gone = agent.closed();
-  await agent.ask({ op: "stop" });
-  await gone;
-  return true;
+  if (agent) {
+    const gone = agent.closed();
+    await agent.ask({ op: "stop" });
+    await gone;
+  }
+  removeStaleSockets(pidAlive);
+  return agent !== undefined;
 }

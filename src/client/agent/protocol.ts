@@ -1,5 +1,8 @@
-import { statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { lstatSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { UnavailableError } from "../../util/errors.js";
 import { ralphHome } from "../../config/paths.js";
 import { PACKAGE_ROOT, VERSION } from "../../version.js";
 
@@ -29,15 +32,61 @@ export type AgentAnswer =
   | { id: number; ok: true; socket?: string; lastError?: string; build?: string; status?: { pid: number; idleExitSeconds: number; dialers: DialerStatus[] } }
   | { id: number; ok: false; kind: "unavailable" | "invalid"; message: string };
 
-/** Unix socket paths are limited to 107 bytes; a RALPH_HOME deeper than this leaves the agent out. */
-const MAX_SOCKET_PATH = 100;
+/** Unix socket paths are limited to 107 bytes: the longest the agent makes is a dialer's. */
+const LONGEST_SOCKET = "dial-4194304-9999.sock";
+const MAX_SOCKET_PATH = 107;
 
-export const agentDir = (): string => join(ralphHome(), "client", "agent");
+/**
+ * Where the agent's sockets are: RALPH_HOME/client/agent, or, when
+ * RALPH_HOME is too deep for socket paths, a short directory of this user's
+ * own, one per RALPH_HOME (under $XDG_RUNTIME_DIR, else /tmp), made 0700 and
+ * checked to be this user's, not a link, before any use.
+ */
+export function agentDir(): string {
+  const natural = join(ralphHome(), "client", "agent");
+  if (Buffer.byteLength(join(natural, LONGEST_SOCKET)) <= MAX_SOCKET_PATH) return natural;
+  const uid = process.getuid?.() ?? 0;
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  const base = runtime && runtime.startsWith("/") ? join(runtime, "ralph-remote") : join(tmpdir(), `ralph-remote-${uid}`);
+  ownPrivateDir(base, uid);
+  return join(base, createHash("sha256").update(ralphHome()).digest("hex").slice(0, 12));
+}
+
+/** Makes `dir` (0700) or checks the one there: a directory, not a link, this user's, no one else's to enter. */
+function ownPrivateDir(dir: string, uid: number): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const s = lstatSync(dir);
+  if (!s.isDirectory() || s.uid !== uid || (s.mode & 0o077) !== 0) {
+    throw new UnavailableError(`${dir}, where the client agent's sockets go when RALPH_HOME is too long for them, is not a private directory of this user's: remove it, or use a shorter RALPH_HOME`);
+  }
+}
+
 export const agentSocketPath = (): string => join(agentDir(), "agent.sock");
 export const agentLogPath = (): string => join(ralphHome(), "client", "logs", "agent.log");
 
-/** Whether commands go through the agent: not when RALPH_AGENT=off, nor when its sockets' paths would be too long. */
-export const agentEnabled = (): boolean => process.env.RALPH_AGENT !== "off" && agentSocketPath().length <= MAX_SOCKET_PATH - 10;
+/** Whether commands go through the agent: not when RALPH_AGENT=off. */
+export const agentEnabled = (): boolean => process.env.RALPH_AGENT !== "off";
+
+const DIALER_SOCKET = /^dial-(\d+)-\d+\.sock$/;
+
+/** Removes the sockets of dialers whose agent is gone (killed outright: nothing removed them). */
+export function removeStaleSockets(alive: (pid: number) => boolean): number {
+  let removed = 0;
+  let names: string[];
+  try {
+    names = readdirSync(agentDir());
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const pid = Number(DIALER_SOCKET.exec(name)?.[1]);
+    if (pid && !alive(pid)) {
+      rmSync(join(agentDir(), name), { force: true });
+      removed++;
+    }
+  }
+  return removed;
+}
 
 /** How long the agent lives after the last command, in seconds (RALPH_AGENT_IDLE_SECONDS; default 10 minutes). */
 export function idleExitSeconds(): number {

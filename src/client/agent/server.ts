@@ -4,7 +4,8 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { startProxyTunnel, type ProxyTunnel } from "../../ziti/tunnel.js";
 import { controlAnswers } from "../api.js";
-import { agentBuild, agentDir, agentLogPath, agentSocketPath, dialerKey, idleExitSeconds, type AgentAnswer, type AgentRequest, type DialerStatus } from "./protocol.js";
+import { agentBuild, agentDir, agentLogPath, agentSocketPath, dialerKey, idleExitSeconds, removeStaleSockets, type AgentAnswer, type AgentRequest, type DialerStatus } from "./protocol.js";
+import { pidAlive } from "../../process/alive.js";
 
 interface Dialer {
   label: string;
@@ -28,6 +29,8 @@ export async function runAgent(log: (line: string) => void): Promise<void> {
   const dir = agentDir();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
+  // An agent killed outright left its dialers' sockets.
+  removeStaleSockets(pidAlive);
   const idleMs = idleExitSeconds() * 1000;
   const build = agentBuild();
   const dialers = new Map<string, Dialer>();
