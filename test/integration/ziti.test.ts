@@ -449,3 +449,33 @@ test("ralph ziti login: another RALPH_HOME administers this controller as one it
     rmSync(admin, { recursive: true, force: true });
   }
 });
+
+test("the first command against a controller that takes connections and never answers fails in seconds, naming it", async () => {
+  // An outage as a laptop sees it: something answers the TCP connection, nothing answers the login.
+  const held: import("node:net").Socket[] = [];
+  const silent = createServer((s) => held.push(s));
+  await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+  const home = mkdtempSync(join(tmpdir(), "ralph-outage-"));
+  try {
+    const identity = JSON.parse(readFileSync(network.net.clientIdentityFile, "utf8")) as { ztAPI: string };
+    const identityFile = join(home, "laptop.json");
+    writeFileSync(identityFile, JSON.stringify({ ...identity, ztAPI: `https://127.0.0.1:${(silent.address() as AddressInfo).port}/edge/client/v1` }), { mode: 0o600 });
+    mkdirSync(join(home, "client"), { recursive: true });
+    writeFileSync(join(home, "client", "remotes.json"), JSON.stringify({ remotes: { away: { identityFile, service: controlServiceName(LOCAL_NAME) } } }));
+    const t0 = Date.now();
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) =>
+      execFile(process.execPath, [join(process.cwd(), "dist", "cli", "ralph.js"), "ls", "--remote", "away"], { env: { ...process.env, RALPH_HOME: home } }, (err, _out, stderr) =>
+        resolve({ code: err ? (err as { code?: number }).code ?? 1 : 0, stderr }),
+      ),
+    );
+    const took = Date.now() - t0;
+    assert.equal(r.code, 6, r.stderr);
+    assert.match(r.stderr, /no answer from the controller at https:\/\/127\.0\.0\.1:\d+\/edge\/client\/v1 .*no answer to the login within 3s/);
+    assert.ok(took < 8000, `the first command failed in ${took} ms, not the SDK's 10 s and more`);
+  } finally {
+    for (const s of held) s.destroy();
+    silent.close();
+    await promisify(execFile)(process.execPath, [join(process.cwd(), "dist", "cli", "ralph.js"), "agent", "stop"], { env: { ...process.env, RALPH_HOME: home } }).catch(() => undefined);
+    rmSync(home, { recursive: true, force: true });
+  }
+});

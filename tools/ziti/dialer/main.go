@@ -57,6 +57,7 @@ func main() {
 	service := flag.String("service", "", "service to dial")
 	terminator := flag.String("terminator", "", "dial only this addressable terminator of the service (its instance id)")
 	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on, or unix:PATH for a socket only this user may use")
+	loginTimeout := flag.Duration("login-timeout", 3*time.Second, "give up a login the controller does not answer within this long")
 	flag.Parse()
 	if *identity == "" || *service == "" {
 		flag.Usage()
@@ -70,7 +71,8 @@ func main() {
 		os.Exit(64)
 	}
 
-	ctx, err := zitilogin.Login(*identity)
+	// A command waits on this login: a controller that does not answer fails it in seconds, not the SDK's ten.
+	ctx, err := zitilogin.Login(*identity, *loginTimeout)
 	if err != nil {
 		var failure *zitilogin.LoginFailure
 		if errors.As(err, &failure) {

@@ -226,7 +226,7 @@ func (h *host) host(c command) error {
 	if err := h.checkBind(c.Service); err != nil {
 		return err
 	}
-	ctx, err := zitilogin.Login(h.identityFile)
+	ctx, err := zitilogin.Login(h.identityFile, 0)
 	if err != nil {
 		return err
 	}
@@ -422,7 +422,7 @@ func main() {
 		flag.Usage()
 		os.Exit(64)
 	}
-	ctx, err := zitilogin.Login(*identity)
+	ctx, err := zitilogin.Login(*identity, 0)
 	if err != nil {
 		fatal(err.Error())
 	}

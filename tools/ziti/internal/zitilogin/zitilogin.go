@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/openziti/sdk-golang/ziti"
 	"github.com/openziti/sdk-golang/ziti/edge/posture"
@@ -64,7 +65,10 @@ func (e *LoginFailure) Unwrap() error { return e.Err }
 // through the dialer (measured). So the OS is looked up once per process,
 // during the first login (a posture check on it sees the values from the
 // process's start); MAC addresses stay live.
-func Login(identityFile string) (ziti.Context, error) {
+//
+// A controller that takes the connection and never answers would hold the
+// login for the SDK's own 10 s; `within` bounds it (0: the SDK's).
+func Login(identityFile string, within time.Duration) (ziti.Context, error) {
 	cfg, err := ziti.NewConfigFromFile(identityFile)
 	if err != nil {
 		return nil, &LoginFailure{Message: "cannot load identity " + identityFile, Err: err}
@@ -83,11 +87,26 @@ func Login(identityFile string) (ziti.Context, error) {
 	impl.CtrlClt.PostureCache.SetOsProviderFunc(osInfo)
 	go osInfo()
 	impl.CtrlClt.SetUseOidc(false)
-	if err := ctx.Authenticate(); err != nil {
+	if err := authenticate(ctx, within); err != nil {
 		ctx.Close()
 		return nil, &LoginFailure{Message: LoginError(cfg.ZtAPI, err), Err: err}
 	}
 	return ctx, nil
+}
+
+// authenticate logs in, giving up after `within` (0: no bound of ours).
+func authenticate(ctx ziti.Context, within time.Duration) error {
+	if within <= 0 {
+		return ctx.Authenticate()
+	}
+	done := make(chan error, 1)
+	go func() { done <- ctx.Authenticate() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		return fmt.Errorf("no answer to the login within %s: %w", within, os.ErrDeadlineExceeded)
+	}
 }
 
 var osInfo = sync.OnceValue(posture.NewOsProvider().GetOsInfo)
