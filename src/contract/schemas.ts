@@ -133,7 +133,14 @@ export type DeliveryResult = z.infer<typeof DeliveryResultSchema>;
 export const NotifyTestResultSchema = z.object({ results: z.array(DeliveryResultSchema) });
 
 /** What `ralph attach` needs: the daemon's loops service, the loop's terminator on it, and its opencode login. */
-export const AttachPointSchema = z.object({ service: z.string(), terminator: z.string(), username: z.string(), password: z.string() });
+export const AttachPointSchema = z.object({
+  service: z.string(),
+  terminator: z.string(),
+  username: z.string(),
+  password: z.string(),
+  /** The opencode session of the iteration running now, which attach opens (null before the first). */
+  session: z.string().nullable(),
+});
 export type AttachPoint = z.infer<typeof AttachPointSchema>;
 
 export const LoopParamsSchema = z.object({ id: z.string().min(1) });

@@ -379,7 +379,7 @@ export class LoopManager extends EventEmitter<{ event: [StoredEvent] }> {
     if (!(await latest)) throw new ApiError("internal", `loop ${row.id}: its opencode could not be hosted for attach; see the daemon's log`);
     const now = this.get(id);
     if (!now.opencodePassword || !["starting", "running"].includes(now.status)) throw new ApiError("conflict", `loop ${row.id} has no opencode to attach to (it is ${now.status})`);
-    return { service: loopsServiceName(this.config.name), terminator: id, username: OPENCODE_USERNAME, password: now.opencodePassword };
+    return { service: loopsServiceName(this.config.name), terminator: id, username: OPENCODE_USERNAME, password: now.opencodePassword, session: now.sessionId };
   }
 
   /**

@@ -213,7 +213,10 @@ export async function runLoop(opts: LoopOptions): Promise<LoopResult> {
           accounting: opts.accounting,
           onTool: (t) => emit({ type: "tool", iteration, ...t }),
           onAsked: (a) => emit({ type: "loop.asked", iteration, ...a }),
-          onSession: opts.onSession,
+          onSession: (sessionId) => {
+            opts.onSession?.(sessionId);
+            emit({ type: "iteration.session", iteration, sessionId });
+          },
           onUsage: (u) => {
             if (!overBudget.signal.aborted && budgetHit(addUsage(spentBefore, u), budget)) overBudget.abort();
           },

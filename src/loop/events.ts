@@ -28,6 +28,8 @@ export const LoopEventSchema = z.discriminatedUnion("type", [
   z.object({ ...base, type: z.literal("opencode.started"), socket: z.string(), pid: z.number(), sandbox: SandboxInfoSchema }),
   z.object({ ...base, type: z.literal("opencode.restarted"), reason: z.string() }),
   z.object({ ...base, type: z.literal("iteration.started"), iteration: z.number(), storyId: z.string().optional(), storyTitle: z.string().optional(), sessionId: z.string().optional() }),
+  /** The iteration's opencode session exists: what `ralph attach` shows. */
+  z.object({ ...base, type: z.literal("iteration.session"), iteration: z.number(), sessionId: z.string() }),
   z.object({ ...base, type: z.literal("tool"), iteration: z.number(), tool: z.string(), status: z.string(), title: z.string().optional() }),
   z.object({
     ...base,

@@ -45,7 +45,7 @@ before(async () => {
   model = await startScriptedModel({ script: { kind: "ralph-agent" } });
   offerScriptedModel(home, model.baseUrl, { maxConcurrentLoops: 2 });
   projectRoot = mkdtempSync(join(tmpdir(), "ralph-project-"));
-  project = makeProject(projectRoot, ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine", "ralph/ten", "ralph/eleven", "ralph/twelve"]);
+  project = makeProject(projectRoot, ["ralph/one", "ralph/two", "ralph/three", "ralph/four", "ralph/five", "ralph/six", "ralph/seven", "ralph/eight", "ralph/nine", "ralph/ten", "ralph/eleven", "ralph/twelve", "ralph/thirteen"]);
   daemon = await startRalphd(home);
 });
 
@@ -305,6 +305,29 @@ test("ralph attach --print-url right after ralph start waits for the loop's open
   const late = await ralph(home, ["attach", id, "--print-url"]);
   assert.equal(late.code, ExitCode.InvalidInput);
   assert.match(late.stderr, /has no opencode to attach to \(it is stopped\)/);
+});
+
+test("ralph attach in a real terminal shows the current iteration's session, and follows the loop to the next one", async (t) => {
+  model.setScript({ kind: "hang" });
+  const before = model.requestCount();
+  const id = await startLoop("ralph/thirteen");
+  await waitFor(() => model.requestCount() > before, { what: "iteration 1's model request", timeoutMs: 60_000 });
+  // tmux is the terminal: what it shows is what a person would see.
+  const session = `ralph-attach-${process.pid}`;
+  const tmux = (...args: string[]) => execFileSync("tmux", args).toString();
+  tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "48", `env RALPH_HOME=${home} ${process.execPath} ${cli} attach ${id}; sleep 600`);
+  t.after(() => void execFileSync("tmux", ["kill-session", "-t", session], { stdio: "ignore" }));
+  const screen = () => tmux("capture-pane", "-p", "-t", session);
+  await waitFor(() => screen().includes("one iteration of a Ralph loop"), { what: "the iteration's prompt on the attached screen", timeoutMs: 60_000, intervalMs: 500 }).catch((err: Error) => {
+    throw new Error(`${err.message}; the screen:\n${screen()}`);
+  });
+  assert.ok(!/Ask anything/.test(screen()), `not opencode's empty home screen:\n${screen()}`);
+  // The next iterations answer with a mark of their own: the screen follows them.
+  model.setScript({ kind: "reply", text: "LATER-ITERATION-ANSWER" });
+  await waitFor(() => screen().includes("LATER-ITERATION-ANSWER"), { what: "the next iteration's session on the screen", timeoutMs: 90_000, intervalMs: 500 }).catch((err: Error) => {
+    throw new Error(`${err.message}; the screen:\n${screen()}`);
+  });
+  assert.equal((await ralph(home, ["stop", id])).code, 0);
 });
 
 test("Ctrl-C on ralph logs --follow exits as stopped and leaves no dialer of its own behind", async () => {

@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { expectOk } from "../../client/api.js";
-import { openProxy, withControlClient } from "../../client/connection.js";
+import { ControlClient, openProxy, withControlClient } from "../../client/connection.js";
+import type { Remote } from "../../client/remotes.js";
+import type { AttachPoint } from "../../contract/schemas.js";
 import { listEverywhere, roomiest, withLoopClient } from "../../client/fleet.js";
 import { InvalidInputError, UnavailableError } from "../../util/errors.js";
 import { firstControl, utf8 } from "../../util/text.js";
@@ -154,15 +156,58 @@ export async function attach(id: string, o: { remote?: string; printUrl?: boolea
         process.once("SIGTERM", () => r());
       });
     } else {
-      const [{ execa }, { opencodeBinary }] = await Promise.all([import("execa"), import("../../opencode/binary.js")]);
-      const r = await execa(opencodeBinary(), ["attach", proxy.url], {
+      process.exitCode = await attachFollowing(id, name, remote, proxy.url, point);
+    }
+  } finally {
+    await proxy.stop();
+  }
+}
+
+/**
+ * opencode's TUI on the session of the iteration running now; when the loop
+ * moves on to a new iteration (a new session), the TUI is restarted on it,
+ * and the terminal says so. Ends with the TUI's exit code when the user
+ * leaves it.
+ */
+async function attachFollowing(id: string, name: string, remote: Remote, url: string, point: AttachPoint): Promise<number> {
+  const [{ execa }, { opencodeBinary }, { streamEvents }] = await Promise.all([import("execa"), import("../../opencode/binary.js"), import("../../client/events.js")]);
+  let session = point.session;
+  let next: string | undefined;
+  let tui: ReturnType<typeof execa> | undefined;
+  const following = new AbortController();
+  const client = await ControlClient.to(name, remote);
+  // The replay comes first: sessions up to the current one are old news.
+  let caughtUp = session === null;
+  const follow = streamEvents(client, {
+    loopId: id,
+    follow: true,
+    signal: following.signal,
+    onEvent: (e) => {
+      if (e.type !== "iteration.session") return;
+      if (!caughtUp) {
+        caughtUp = e.sessionId === session;
+        return;
+      }
+      if (e.sessionId === session) return;
+      next = e.sessionId;
+      tui?.kill("SIGTERM");
+    },
+  }).catch(() => undefined);
+  try {
+    for (;;) {
+      tui = execa(opencodeBinary(), ["attach", url, ...(session ? ["--session", session] : [])], {
         stdio: "inherit",
         reject: false,
         env: { OPENCODE_SERVER_USERNAME: point.username, OPENCODE_SERVER_PASSWORD: point.password },
       });
-      process.exitCode = r.exitCode ?? ExitCode.Error;
+      const r = await tui;
+      if (next === undefined || next === session) return r.exitCode ?? ExitCode.Error;
+      session = next;
+      process.stderr.write(`loop ${id} moved on to a new iteration: attaching to its session ${session}\n`);
     }
   } finally {
-    await proxy.stop();
+    following.abort();
+    await follow;
+    await client.close();
   }
 }
